@@ -1,7 +1,12 @@
-"""The `yuqing` command line; subcommands are registered by each stage."""
+"""The `yuqing` command line. Each stage registers its own commands; this file only assembles them."""
+from __future__ import annotations
+
 import typer
 
-app = typer.Typer(help="yuqing: real-time financial sentiment monitoring on Kafka.", no_args_is_help=True)
+from services.core import cli as core_cli
+
+app = typer.Typer(help="yuqing: real-time financial sentiment monitoring on Kafka.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 
 
 @app.command()
@@ -10,3 +15,6 @@ def version() -> None:
     from importlib.metadata import version as _v
 
     typer.echo(_v("yuqing"))
+
+
+core_cli.register(app)

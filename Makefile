@@ -1,0 +1,50 @@
+# yuqing — the two commands a user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+PYTEST_ARGS ?=
+
+.PHONY: help venv stack stack-down test test-unit demo model bench lint clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "yuqing needs Python >= 3.11: set PYTHON=/path/to/python3.11")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,train,cpu-opt]'
+	@touch $@
+
+venv: $(VENV)/.installed  ## create .venv with all dependencies
+
+stack:  ## start Kafka, Elasticsearch and Redis natively (ops/stack up)
+	ops/stack up
+
+stack-down:  ## stop what `make stack` started
+	ops/stack down
+
+test: venv stack  ## from a clean clone: venv, the real stack, then the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc; }
+
+test-unit: venv  ## unit tests only (no services needed)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+model: venv  ## train, evaluate, register and promote the first production model (skipped when one exists)
+	$(PY) -m models.finetune.make_production --data-dir ../shared/data --registry var/models
+
+demo: venv stack model  ## the demo on this machine from nothing: stack, workers, synthetic feed, live trends and alerts
+	$(VENV)/bin/yuqing demo
+
+bench: venv stack  ## benchmarks: inference (side by side with HF pipeline) and the pipeline; tables + bench/results/*.json
+	$(VENV)/bin/yuqing bench inference
+	$(VENV)/bin/yuqing bench pipeline
+
+lint:  ## ruff
+	$(VENV)/bin/ruff check services models tests bench
+
+clean:  ## remove the venv and local state (not the stack install)
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""Fine-tuning, evaluation and retraining of the sentiment classifier."""

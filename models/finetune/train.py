@@ -1,0 +1,239 @@
+"""Fine-tune the sentiment classifier (full or LoRA), nanoGPT-style: one function, top to bottom.
+
+Recipe choices and why:
+
+* Dynamic padding: batches are padded to their own longest row, not max_length,
+  which roughly halves CPU time on tweets (median ~25 tokens).
+* Class weighting ``sqrt``: loss weights proportional to 1/sqrt(class frequency). Full
+  inverse-frequency weighting over-predicts the minorities and costs accuracy;
+  none under-calls negatives. sqrt is the usual compromise for macro-F1.
+* Label smoothing 0.05 and dropout: cheap regularisation that improves ECE and
+  transfer to other sources (news sentences vs tweets).
+* Early stopping on dev macro-F1 (evaluated twice per epoch), keeping the best
+  weights in memory: the number of epochs is an upper bound, not a guess.
+* LoRA targets every linear layer of the transformer blocks (not the unused pooler)
+  and trains the head fully; the adapter is a few MB and merged at load time.
+* Everything is seeded (python, numpy, torch, batch order) so a rerun on the same
+  hardware reproduces the same weights.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.finetune.data import Example, balance_report
+from models.finetune.metrics import classification_metrics, format_metrics
+from models.sentiment.config import BASE_PACKAGE, ModelConfig
+from models.sentiment.network import build_classifier, save_checkpoint, tokenizer_file
+from models.sentiment.predictor import SentimentModel
+from models.sentiment.tokenize import TextEncoder
+from models.text import LABELS
+
+
+@dataclass
+class TrainConfig:
+    base: str = BASE_PACKAGE  # package sentinel, HF folder or a yuqing checkpoint's encoder/
+    method: Literal["full", "lora"] = "full"
+    max_length: int = 64
+    epochs: float = 4.0
+    batch_size: int = 32
+    lr: float | None = None  # default: 8e-5 full, 1e-3 lora
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    label_smoothing: float = 0.05
+    class_weighting: Literal["none", "sqrt", "balanced"] = "sqrt"
+    dropout: float = 0.1
+    evals_per_epoch: int = 2
+    patience: int = 3  # evaluations without dev macro-F1 improvement before stopping
+    max_steps: int | None = None  # cap (smoke tests)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    seed: int = 42
+    device: str = "auto"
+    threads: int | None = None
+    version: str = "dev"
+    progress: bool = True
+    data: dict = field(default_factory=dict)  # provenance, copied into the model config
+
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else (8e-5 if self.method == "full" else 1e-3)
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    dev_metrics: dict
+    history: list[dict]
+    train_seconds: float
+    steps: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def class_weights(y: np.ndarray, mode: str, k: int) -> torch.Tensor | None:
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=k).astype(np.float64).clip(min=1)
+    w = 1.0 / counts if mode == "balanced" else 1.0 / np.sqrt(counts)
+    w = w / (w * counts).sum() * counts.sum()  # mean weight per example = 1
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def apply_lora(model, cfg: TrainConfig) -> dict:
+    from peft import LoraConfig, get_peft_model
+
+    lora = {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
+            "target_modules": r".*layer\.\d+\..*(query|key|value|dense)"}
+    pc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                    target_modules=lora["target_modules"], bias="none")
+    model.encoder = get_peft_model(model.encoder, pc)
+    return lora
+
+
+def evaluate_network(model, enc_tok, examples, device, cfg_model, batch_size=128) -> dict:
+    sm = SentimentModel.__new__(SentimentModel)  # lightweight wrapper around a live network
+    sm.network, sm.device, sm.labels, sm.text_encoder = model, device, cfg_model.labels, enc_tok
+    sm._runner = sm._torch_runner
+    model.eval()
+    probs, _ = sm.predict_proba([ex.text for ex in examples], batch_size)
+    y = np.array([LABELS.index(ex.label) for ex in examples])
+    return classification_metrics(y, probs, cfg_model.labels)
+
+
+def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
+          out_dir: str | Path) -> TrainResult:
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    print(balance_report("train", train_set))
+    print(balance_report("dev", dev_set))
+
+    # ---- model ---------------------------------------------------------------------------
+    mcfg = ModelConfig(max_length=cfg.max_length, version=cfg.version, base_model=cfg.base,
+                       method=cfg.method, classifier_dropout=cfg.dropout)
+    model = build_classifier(mcfg, seed=cfg.seed)
+    if cfg.method == "lora":
+        mcfg.lora = apply_lora(model, cfg)
+    model.to(device)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    print(f"model: {cfg.method}, {n_trainable:,} trainable / {n_total:,} params, device {device}"
+          + (" (bf16 autocast)" if use_bf16 else ""))
+
+    # ---- data: tokenise once, batches are slices re-trimmed to their longest row --------
+    tok = TextEncoder(tokenizer_file(cfg.base), cfg.max_length)
+    enc = tok.encode([ex.text for ex in train_set])
+    y = np.array([LABELS.index(ex.label) for ex in train_set], dtype=np.int64)
+    n = len(y)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    eval_every = max(1, steps_per_epoch // max(cfg.evals_per_epoch, 1))
+
+    # ---- optimiser: AdamW, no decay on biases/LayerNorm, linear warmup + decay -----------
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    lr = cfg.resolved_lr()
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    warmup = int(cfg.warmup_ratio * total_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup
+        else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    w = class_weights(y, cfg.class_weighting, len(LABELS))
+    loss_fn = nn.CrossEntropyLoss(weight=None if w is None else w.to(device),
+                                  label_smoothing=cfg.label_smoothing)
+
+    # ---- loop ----------------------------------------------------------------------------
+    from tqdm.auto import tqdm
+
+    gen = np.random.default_rng(cfg.seed)
+    history: list[dict] = []
+    best_f1, best_state, best_step, bad_evals = -1.0, None, 0, 0
+    bar = tqdm(total=total_steps, disable=not cfg.progress, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0, desc=f"train[{cfg.method}]")
+    t0 = time.perf_counter()
+    step, ema = 0, None
+    stop = False
+    while step < total_steps and not stop:
+        perm = gen.permutation(n)
+        for s in range(0, n, cfg.batch_size):
+            if step >= total_steps:
+                break
+            model.train()
+            b = enc.select(perm[s : s + cfg.batch_size])
+            ids = torch.from_numpy(b.input_ids).to(device)
+            mask = torch.from_numpy(b.attention_mask).to(device)
+            target = torch.from_numpy(y[perm[s : s + cfg.batch_size]]).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(ids, mask)
+            loss = loss_fn(logits.float(), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}",
+                            best_f1=f"{max(best_f1, 0):.4f}")
+            if step % eval_every == 0 or step == total_steps:
+                m = evaluate_network(model, tok, dev_set, device, mcfg)
+                rec = {"step": step, "epoch": round(step / steps_per_epoch, 3),
+                       "train_loss_ema": round(ema, 5), "dev_accuracy": m["accuracy"],
+                       "dev_macro_f1": m["macro_f1"],
+                       "elapsed_s": round(time.perf_counter() - t0, 1)}
+                history.append(rec)
+                bar.write(json.dumps(rec))
+                if m["macro_f1"] > best_f1:
+                    best_f1, best_step, bad_evals = m["macro_f1"], step, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad_evals += 1
+                    if bad_evals >= cfg.patience:
+                        bar.write(f"early stop at step {step}: no dev macro-F1 gain in "
+                                  f"{cfg.patience} evals (best {best_f1:.4f} @ step {best_step})")
+                        stop = True
+                        break
+    bar.close()
+    train_seconds = time.perf_counter() - t0
+    if best_state is not None:
+        model.load_state_dict(best_state)
+
+    # ---- save + final dev metrics --------------------------------------------------------
+    mcfg.training = {**{k: v for k, v in asdict(cfg).items() if k not in ("data", "progress")},
+                     "lr": lr, "best_step": best_step, "steps": step,
+                     "train_seconds": round(train_seconds, 1), "train_rows": n,
+                     "dev_rows": len(dev_set), "data": cfg.data}
+    model.eval()
+    dev_metrics = evaluate_network(model, tok, dev_set, device, mcfg)
+    out = save_checkpoint(model.cpu(), out_dir, copy.deepcopy(mcfg))
+    (out / "train_history.json").write_text(json.dumps(history, indent=2) + "\n")
+    print(format_metrics("dev (best checkpoint)", dev_metrics))
+    print(f"saved {out} after {step} steps in {train_seconds:.0f}s (best step {best_step})")
+    return TrainResult(out, dev_metrics, history, train_seconds, step)

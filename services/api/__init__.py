@@ -1,0 +1,1 @@
+"""The HTTP API (``yuqing api``): subscriptions, trends, alerts, documents, feedback, health."""

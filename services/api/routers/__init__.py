@@ -1,0 +1,1 @@
+"""One router per resource; each declares the scope it needs through ``deps``."""

@@ -1,0 +1,127 @@
+"""``/v1/subscriptions``: CRUD, silences, and each subscription's delivery log."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Response
+from pydantic import BaseModel
+
+from services.alerts.subscriptions import (
+    Silence,
+    SilenceIn,
+    Subscription,
+    SubscriptionIn,
+    SubscriptionOut,
+    SubscriptionPatch,
+    apply_patch,
+    new_subscription,
+)
+from services.api.deps import DeliveryDep, Limit, Offset, ReadKey, SubscribeKey, SubsDep
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+
+SubId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+SilenceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+class SubscriptionPage(BaseModel):
+    items: list[SubscriptionOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class DeliveryLogPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+    state: dict[str, int]
+
+
+async def _get(subs: SubsDep, sub_id: str) -> Subscription:
+    sub = await subs.get(sub_id)
+    if sub is None:
+        raise HTTPException(404, f"subscription {sub_id!r} not found")
+    return sub
+
+
+@router.post("", status_code=201, response_model=SubscriptionOut,
+             summary="Create a subscription (scope: subscribe)")
+async def create(body: SubscriptionIn, subs: SubsDep, key: SubscribeKey) -> SubscriptionOut:
+    sub = new_subscription(body, owner_key_id=key.key_id)
+    await subs.put(sub)
+    return sub.public()
+
+
+@router.get("", response_model=SubscriptionPage, summary="List subscriptions (scope: read)")
+async def list_(subs: SubsDep, _: ReadKey, offset: Offset = 0, limit: Limit = 50) -> SubscriptionPage:
+    items = await subs.all()
+    return SubscriptionPage(items=[s.public() for s in items[offset:offset + limit]],
+                            total=len(items), offset=offset, limit=limit)
+
+
+@router.get("/{sub_id}", response_model=SubscriptionOut, summary="Get a subscription (scope: read)")
+async def get(sub_id: SubId, subs: SubsDep, _: ReadKey) -> SubscriptionOut:
+    return (await _get(subs, sub_id)).public()
+
+
+@router.patch("/{sub_id}", response_model=SubscriptionOut,
+              summary="Change some fields of a subscription (scope: subscribe)")
+async def update(sub_id: SubId, body: SubscriptionPatch, subs: SubsDep,
+                 _: SubscribeKey) -> SubscriptionOut:
+    sub = apply_patch(await _get(subs, sub_id), body)
+    await subs.put(sub)
+    return sub.public()
+
+
+@router.delete("/{sub_id}", status_code=204, response_class=Response,
+               summary="Delete a subscription and its delivery state (scope: subscribe)")
+async def delete(sub_id: SubId, subs: SubsDep, state: DeliveryDep, _: SubscribeKey) -> Response:
+    if not await subs.delete(sub_id):
+        raise HTTPException(404, f"subscription {sub_id!r} not found")
+    await state.purge(sub_id)
+    return Response(status_code=204)
+
+
+@router.post("/{sub_id}/silences", status_code=201, response_model=Silence,
+             summary="Mute an entity and/or topic until a time (scope: subscribe)")
+async def add_silence(sub_id: SubId, body: SilenceIn, subs: SubsDep, _: SubscribeKey) -> Silence:
+    sub = await _get(subs, sub_id)
+    silence = Silence(**body.model_dump())
+    if len(sub.silences) >= 100:
+        raise HTTPException(400, "a subscription holds at most 100 silences; delete expired ones")
+    await subs.put(sub.model_copy(update={"silences": [*sub.silences, silence]}))
+    return silence
+
+
+@router.delete("/{sub_id}/silences/{silence_id}", status_code=204, response_class=Response,
+               summary="Remove a silence (scope: subscribe)")
+async def delete_silence(sub_id: SubId, silence_id: SilenceId, subs: SubsDep,
+                         _: SubscribeKey) -> Response:
+    sub = await _get(subs, sub_id)
+    kept = [s for s in sub.silences if s.id != silence_id]
+    if len(kept) == len(sub.silences):
+        raise HTTPException(404, f"silence {silence_id!r} not found")
+    await subs.put(sub.model_copy(update={"silences": kept}))
+    return Response(status_code=204)
+
+
+@router.get("/{sub_id}/deliveries", response_model=DeliveryLogPage,
+            summary="Delivery log, newest first (scope: read)")
+async def deliveries(sub_id: SubId, subs: SubsDep, state: DeliveryDep, _: ReadKey,
+                     offset: Offset = 0, limit: Limit = 50) -> DeliveryLogPage:
+    await _get(subs, sub_id)
+    items, total = await state.read_log(sub_id, offset, limit)
+    return DeliveryLogPage(items=items, total=total, offset=offset, limit=limit,
+                           state=await state.pending(sub_id))
+
+
+@router.get("/{sub_id}/dead-letters", response_model=DeliveryLogPage,
+            summary="Deliveries that failed every try, newest first (scope: read)")
+async def dead_letters(sub_id: SubId, subs: SubsDep, state: DeliveryDep, _: ReadKey,
+                       offset: Offset = 0, limit: Limit = 50) -> DeliveryLogPage:
+    await _get(subs, sub_id)
+    items, total = await state.read_dead(sub_id, offset, limit)
+    return DeliveryLogPage(items=items, total=total, offset=offset, limit=limit,
+                           state=await state.pending(sub_id))

@@ -1,0 +1,61 @@
+"""The seam between the classify agent and whatever scores its texts.
+
+The agent depends only on :class:`Scorer`: today it is the in-process
+:class:`~services.classify.worker.InferenceWorker` (no serialisation, no extra hop, the
+model shares the agent's process and its backpressure is a plain awaitable). When several
+agents should share one accelerator, a remote scorer implements the same three methods
+over HTTP or a Kafka request topic; the agent does not change.
+
+Per-item results are values, not exceptions: one bad text becomes a :class:`ScoreError` in
+its slot (the agent dead-letters just that message) and never fails its neighbours.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from services.core.schemas import Sentiment
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A prediction, stamped with the model version that produced it."""
+
+    label: str
+    probabilities: dict[str, float]
+    model_version: str
+    truncated: bool = False
+
+    def to_sentiment(self) -> Sentiment:
+        return Sentiment(label=self.label, probabilities=self.probabilities,  # type: ignore[arg-type]
+                         model_version=self.model_version, truncated=self.truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreError:
+    """Why one item could not be scored. ``reason`` is the DLQ code (see DeadLetter.reason)."""
+
+    reason: str  # empty_text | not_text | classify_error | non_finite_output | shutdown
+    message: str
+
+
+Result = Scored | ScoreError
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What the classify agent needs from an inference backend."""
+
+    async def submit_many(self, texts: Sequence[str]) -> list[Result]:
+        """Score ``texts``; one result per text, in input order. Waits (never drops) while
+        the scorer is saturated."""
+        ...
+
+    async def wait_for_room(self, n: int = 1) -> None:
+        """Return once ``n`` more items can be queued: await it before taking more
+        messages from Kafka, so a full queue pauses consumption."""
+        ...
+
+    @property
+    def queue_full(self) -> bool: ...

@@ -1,0 +1,70 @@
+"""Making a batch's effects durable before its input is acknowledged.
+
+Every agent follows one rule: *retry an effect until it is durable, or die without acking*.
+
+* :class:`~services.core.errors.BackendUnavailable` (Kafka, Redis or Elasticsearch down, or a
+  sink's :class:`~services.core.errors.SinkBackpressure`) is retried with capped exponential
+  backoff (``retry_after`` wins when the sink gives one). While we wait, the agent does not
+  move past its batch, so nothing is acked; Faust pauses fetching once its stream buffer is
+  full, which is the pause in consumption a sink's backpressure asks for.
+* Anything else is a bug or a broken environment. We must not leave the ``take`` loop with an
+  exception: Faust's ``take``/``take_events`` acks the buffered events in a ``finally`` when
+  the generator is closed, and the consumer would then commit offsets of documents whose
+  effects never happened (loss). So :func:`die` logs and ends the process at once with
+  ``os._exit`` -- exactly like ``kill -9``, which the crash-safety test proves harmless: on
+  restart the uncommitted batch is delivered again and every effect is idempotent.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from services.core.errors import BackendError, BackendUnavailable, SinkBackpressure
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+EXIT_UNEXPECTED = 70
+
+
+def die(what: str, exc: BaseException) -> None:
+    log.critical("%s failed with an unexpected error; exiting without acknowledging the batch "
+                 "(it will be processed again on restart): %r", what, exc, exc_info=exc)
+    sys.stderr.flush()
+    os._exit(EXIT_UNEXPECTED)
+
+
+async def until_durable(what: str, effect: Callable[[], Awaitable[T]], *,
+                        first_delay: float = 0.2, max_delay: float = 10.0,
+                        retry_rejected: bool = False) -> T:
+    """Run ``effect()`` until it succeeds; see the module docstring for what is retried."""
+    delay = first_delay
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await effect()
+        except asyncio.CancelledError:
+            raise
+        except SinkBackpressure as exc:
+            wait = max(exc.retry_after, first_delay)
+            log.warning("%s: %s is busy; pausing %.1fs (attempt %d)", what, exc.service, wait,
+                        attempt)
+            await asyncio.sleep(wait)
+        except BackendUnavailable as exc:
+            log.warning("%s: %s; retrying in %.1fs (attempt %d)", what, exc, delay, attempt)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+        except BackendError as exc:
+            if not retry_rejected:
+                die(what, exc)
+            log.warning("%s: %s; retrying in %.1fs (attempt %d)", what, exc, delay, attempt)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+        except Exception as exc:  # noqa: BLE001 - see module docstring
+            die(what, exc)
+            raise  # unreachable; keeps type checkers happy

@@ -1,0 +1,169 @@
+"""Message schemas: the contract with producers and between stages.
+
+Producers write :class:`NewsIn` to ``yuqing.news.raw`` and :class:`CommentIn` to
+``yuqing.comments.raw`` (JSON, UTF-8). Every later stage adds to the document rather than
+replacing it, so a scored document still carries everything the producer sent. JSON Schema
+for producers is exported to ``ops/schemas/`` by ``yuqing schemas export`` (checked by a test).
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+Label = Literal["negative", "neutral", "positive"]
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _aware(dt: datetime) -> datetime:
+    """Naive timestamps are taken as UTC; everything is stored in UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
+Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$")]
+Ticker = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^\$?[A-Za-z0-9.\-]+$")]
+
+
+def _norm_ticker(t: str) -> str:
+    return t.lstrip("$").upper()
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: Id = Field(description="Producer's id, unique within the source.")
+    source: str = Field(min_length=1, max_length=128, description="Feed name, e.g. 'reuters', 'stocktwits'.")
+    published_at: UtcDatetime = Field(description="ISO 8601; naive times are taken as UTC.")
+    lang: str = Field("en", min_length=2, max_length=16, description="BCP-47 language tag.")
+
+
+class NewsIn(_In):
+    """A news item, as producers write it to ``yuqing.news.raw``."""
+
+    url: str | None = Field(None, max_length=4096)
+    title: str = Field(min_length=1, max_length=2000)
+    body: str = Field("", max_length=1_000_000)
+    tickers: list[Ticker] = Field(default_factory=list, max_length=64, description="Tickers the producer already knows.")
+    category: str | None = Field(None, max_length=64, description="Producer's topic; wins over the taxonomy tagger.")
+
+    @field_validator("tickers")
+    @classmethod
+    def _tickers(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(_norm_ticker(t) for t in v))
+
+
+class CommentIn(_In):
+    """A comment or post, as producers write it to ``yuqing.comments.raw``."""
+
+    text: str = Field(min_length=1, max_length=1_000_000)
+    author: str = Field(min_length=1, max_length=256)
+    parent_id: str | None = Field(None, max_length=256)
+    ticker: Ticker | None = None
+    category: str | None = Field(None, max_length=64)
+
+    @field_validator("ticker")
+    @classmethod
+    def _ticker(cls, v: str | None) -> str | None:
+        return _norm_ticker(v) if v else v
+
+
+class SourceRef(BaseModel):
+    """Where a message came from in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class CleanDoc(BaseModel):
+    """A validated, normalised, entity-linked document (``yuqing.docs.clean``)."""
+
+    doc_id: str = Field(description="Globally unique: '<kind>:<source>:<id>'. The ES _id and idempotency key.")
+    kind: Literal["news", "comment"]
+    source: str
+    source_id: str
+    url: str | None = None
+    title: str | None = None
+    text: str = Field(description="Normalised text the classifier sees (title + body, or comment text).")
+    author: str | None = None
+    parent_id: str | None = None
+    lang: str = "en"
+    published_at: UtcDatetime
+    entities: list[str] = Field(default_factory=list, description="Tickers, primary first.")
+    primary_entity: str | None = None
+    topics: list[str] = Field(default_factory=list)
+    duplicates: int = Field(0, description="Syndicated copies seen and dropped (as of forwarding).")
+    fingerprint: str | None = None
+    ingested_at: UtcDatetime
+    origin: SourceRef | None = None
+
+
+class Sentiment(BaseModel):
+    label: Label
+    probabilities: dict[str, float]
+    model_version: str
+    truncated: bool = False
+
+
+class ScoredDoc(CleanDoc):
+    """A document with its sentiment (``yuqing.docs.scored``)."""
+
+    sentiment: Sentiment
+    classified_at: UtcDatetime
+
+
+class Evidence(BaseModel):
+    doc_id: str
+    title: str
+    url: str | None = None
+    negative: float = Field(description="Negative probability.")
+    published_at: UtcDatetime
+
+
+class Alert(BaseModel):
+    """A negative-volume spike (``yuqing.alerts``), with the window's figures and evidence."""
+
+    alert_id: str
+    entity: str = Field(description="Ticker, or '*' for all entities.")
+    topic: str = Field("*", description="Topic, or '*' for all topics.")
+    severity: Severity
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    negative_count: int
+    total_count: int
+    negative_share: float
+    baseline_mean: float
+    baseline_std: float
+    score: float = Field(description="How far above the baseline, in standard deviations.")
+    evidence: list[Evidence] = Field(default_factory=list)
+    detector: str
+    created_at: UtcDatetime
+
+
+class DeadLetter(BaseModel):
+    """A rejected input (``yuqing.dlq``): the original bytes and why, so nothing is silently lost."""
+
+    reason: str = Field(description="Machine code: invalid_json, not_utf8, too_large, schema, classify_error, ...")
+    error: str = Field(description="Human-readable explanation.")
+    stage: str = Field(description="ingest, classify, index ...")
+    original_b64: str = Field(description="The original message value, base64.")
+    key_b64: str | None = None
+    origin: SourceRef
+    failed_at: UtcDatetime
+
+
+class Feedback(BaseModel):
+    """An analyst's corrected label (``yuqing.labels``), stored for retraining."""
+
+    doc_id: str
+    label: Label
+    text: str | None = None
+    analyst: str | None = None
+    created_at: UtcDatetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

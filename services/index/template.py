@@ -1,0 +1,180 @@
+"""Index templates and document shapes for Elasticsearch.
+
+Composable templates (component templates + an index template) rather than one legacy
+template: settings and mappings can be changed and versioned separately, and the alerts index
+reuses the settings component. Every field yuqing writes is mapped explicitly, with
+``dynamic: false``: a field added later to the schemas (or by a producer) is kept in
+``_source`` but creates no mapping, so there is no mapping explosion and no text-vs-keyword
+guess, and yet indexing does not stop the day someone extends a schema (``strict`` would send
+every document to the DLQ until the template is updated). A document whose mapped fields do
+not fit (e.g. an index created by hand with other types) is rejected per item and goes to the
+DLQ.
+
+Daily indices ``<prefix>-YYYY.MM.DD`` (UTC date of ``published_at``) live behind the alias
+``<prefix>``, which the template attaches to each new index. The date comes from the document,
+not the clock, so a redelivered document lands in the same index under the same ``_id``
+(= doc_id) and overwrites itself: re-indexing is idempotent. Retention is "delete indices whose
+name date is older than N days" (no ILM in the test distribution, and deleting a whole index
+is cheaper than delete-by-query).
+
+The test distribution has no analysis plugins (icu, smartcn); ``text`` uses the standard
+analyzer, which indexes CJK text one character per token, enough for phrase search.
+"""
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+
+from services.core.schemas import Alert, ScoredDoc
+
+INDEX_DATE_FORMAT = "%Y.%m.%d"
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+def check_prefix(prefix: str) -> str:
+    if not _PREFIX_RE.match(prefix) or len(prefix) > 200:
+        raise ValueError(f"index prefix {prefix!r}: use lower-case letters, digits, '-', '_', '.'")
+    return prefix
+
+
+def index_for(prefix: str, published_at: datetime) -> str:
+    """``<prefix>-YYYY.MM.DD`` for the UTC date of ``published_at``."""
+    ts = published_at if published_at.tzinfo else published_at.replace(tzinfo=UTC)
+    return f"{prefix}-{ts.astimezone(UTC).strftime(INDEX_DATE_FORMAT)}"
+
+
+def index_date(prefix: str, index: str) -> date | None:
+    """The date in a daily index name of this prefix, or ``None`` if it is not one."""
+    m = re.fullmatch(re.escape(prefix) + r"-(\d{4})\.(\d{2})\.(\d{2})", index)
+    if not m:
+        return None
+    try:
+        return date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return None
+
+
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+_DATE = {"type": "date"}
+
+DOC_PROPERTIES: dict[str, Any] = {
+    "doc_id": {"type": "keyword"},
+    "kind": {"type": "keyword"},
+    "source": {"type": "keyword"},
+    "source_id": {"type": "keyword"},
+    "url": {"type": "keyword", "ignore_above": 4096, "index": False, "doc_values": False},
+    "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
+    "text": {"type": "text"},
+    "author": _KEYWORD,
+    "parent_id": {"type": "keyword"},
+    "lang": {"type": "keyword"},
+    "published_at": _DATE,
+    "ingested_at": _DATE,
+    "classified_at": _DATE,
+    "entities": {"type": "keyword"},
+    "primary_entity": {"type": "keyword"},
+    "topics": {"type": "keyword"},
+    "duplicates": {"type": "integer"},
+    "fingerprint": {"type": "keyword", "index": False},
+    "origin": {"properties": {
+        "topic": {"type": "keyword"},
+        "partition": {"type": "integer"},
+        "offset": {"type": "long"},
+    }},
+    "sentiment": {"properties": {
+        "label": {"type": "keyword"},
+        "negative": {"type": "float"},
+        "neutral": {"type": "float"},
+        "positive": {"type": "float"},
+        "model_version": {"type": "keyword"},
+        "truncated": {"type": "boolean"},
+    }},
+}
+
+ALERT_PROPERTIES: dict[str, Any] = {
+    "alert_id": {"type": "keyword"},
+    "entity": {"type": "keyword"},
+    "topic": {"type": "keyword"},
+    "severity": {"type": "keyword"},
+    "window_start": _DATE,
+    "window_end": _DATE,
+    "negative_count": {"type": "integer"},
+    "total_count": {"type": "integer"},
+    "negative_share": {"type": "float"},
+    "baseline_mean": {"type": "float"},
+    "baseline_std": {"type": "float"},
+    "score": {"type": "float"},
+    "detector": {"type": "keyword"},
+    "created_at": _DATE,
+    "evidence": {"properties": {
+        "doc_id": {"type": "keyword"},
+        "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
+        "url": {"type": "keyword", "index": False, "doc_values": False},
+        "negative": {"type": "float"},
+        "published_at": _DATE,
+    }},
+}
+
+
+def component_templates(prefix: str, alerts_index: str, replicas: int = 0,
+                        shards: int = 1) -> dict[str, dict[str, Any]]:
+    """Component templates by name: shared settings, document mappings, alert mappings."""
+    check_prefix(prefix)
+    return {
+        f"{prefix}-settings": {"template": {"settings": {
+            "number_of_shards": shards,
+            "number_of_replicas": replicas,
+            "refresh_interval": "1s",
+        }}},
+        f"{prefix}-mappings": {"template": {"mappings": {
+            "dynamic": False,
+            "_source": {"enabled": True},
+            "properties": DOC_PROPERTIES,
+        }}},
+        f"{alerts_index}-mappings": {"template": {"mappings": {
+            "dynamic": False,
+            "properties": ALERT_PROPERTIES,
+        }}},
+    }
+
+
+def index_templates(prefix: str, alerts_index: str) -> dict[str, dict[str, Any]]:
+    """Index templates by name: daily documents (with the alias) and the alerts index."""
+    check_prefix(prefix)
+    check_prefix(alerts_index)
+    return {
+        prefix: {
+            "index_patterns": [f"{prefix}-*"],
+            "composed_of": [f"{prefix}-settings", f"{prefix}-mappings"],
+            "template": {"aliases": {prefix: {}}},
+            "priority": 200,
+            "_meta": {"managed_by": "yuqing", "description": "daily sentiment documents"},
+        },
+        alerts_index: {
+            "index_patterns": [alerts_index],
+            # Higher priority: wins if the docs pattern happens to match the alerts name.
+            "composed_of": [f"{prefix}-settings", f"{alerts_index}-mappings"],
+            "priority": 300,
+            "_meta": {"managed_by": "yuqing", "description": "spike alerts"},
+        },
+    }
+
+
+def doc_to_source(doc: ScoredDoc) -> dict[str, Any]:
+    """The ``_source`` of a document: the scored document with sentiment flattened to floats."""
+    src = doc.model_dump(mode="json", exclude={"sentiment"})
+    probs = doc.sentiment.probabilities
+    src["sentiment"] = {
+        "label": doc.sentiment.label,
+        "negative": float(probs.get("negative", 0.0)),
+        "neutral": float(probs.get("neutral", 0.0)),
+        "positive": float(probs.get("positive", 0.0)),
+        "model_version": doc.sentiment.model_version,
+        "truncated": doc.sentiment.truncated,
+    }
+    return src
+
+
+def alert_to_source(alert: Alert) -> dict[str, Any]:
+    return alert.model_dump(mode="json")

@@ -1,0 +1,140 @@
+"""The ingest stage as one pure-ish step: raw Kafka value in, an :data:`IngestOutcome` out.
+
+The Faust agent stays thin: it calls :meth:`Ingestor.process` per message and acts on the
+outcome (forward to ``docs.clean``, count a duplicate, or send to the DLQ). Only the dedup
+store touches a backend; when Redis is down ``process`` raises
+:class:`~services.core.errors.BackendUnavailable` instead of guessing, so the agent can pause
+and retry the same message (nothing is forwarded or dead-lettered on a backend error).
+"""
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from services.core.errors import InputError
+from services.core.schemas import CleanDoc, CommentIn, DeadLetter, NewsIn, SourceRef, utcnow
+from services.ingest.decode import decode
+from services.ingest.dedup import DedupStore, fingerprint
+from services.ingest.entities import EntityLinker
+from services.ingest.normalize import clean_text, join_title_body
+from services.ingest.topics import TopicTagger
+
+Kind = Literal["news", "comment"]
+TITLE_MAX_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A new story: publish ``doc`` to the clean topic (key: ``doc.primary_entity``)."""
+
+    doc: CleanDoc
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A copy of ``original_doc_id``'s story: already counted on the original, drop it."""
+
+    doc_id: str
+    original_doc_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Bad input: publish ``dead_letter`` to the DLQ."""
+
+    dead_letter: DeadLetter
+
+
+IngestOutcome = Forward | Duplicate | Reject
+
+
+def dead_letter(value: bytes | None, key: bytes | None, origin: SourceRef, reason: str,
+                error: str, stage: str = "ingest", now: datetime | None = None) -> DeadLetter:
+    """A DLQ record keeping the original bytes (base64) with the reason and where it came from."""
+    return DeadLetter(
+        reason=reason,
+        error=error[:2000],
+        stage=stage,
+        original_b64=base64.b64encode(value or b"").decode("ascii"),
+        key_b64=base64.b64encode(key).decode("ascii") if key is not None else None,
+        origin=origin,
+        failed_at=now or utcnow(),
+    )
+
+
+def doc_id_for(kind: Kind, source: str, source_id: str) -> str:
+    return f"{kind}:{source}:{source_id}"
+
+
+class Ingestor:
+    """Decode, normalise, link, tag and dedup one message. Shared, stateless apart from Redis."""
+
+    def __init__(self, linker: EntityLinker, tagger: TopicTagger, dedup_store: DedupStore | None,
+                 max_bytes: int, max_chars: int,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.linker = linker
+        self.tagger = tagger
+        self.dedup = dedup_store
+        self.max_bytes = max_bytes
+        self.max_chars = max_chars
+        self.clock = clock
+
+    def clean(self, msg: NewsIn | CommentIn, kind: Kind, origin: SourceRef | None) -> CleanDoc:
+        """The pure part: a validated message to a :class:`CleanDoc` (raises InputError)."""
+        if isinstance(msg, NewsIn):
+            title = clean_text(msg.title, min(TITLE_MAX_CHARS, self.max_chars))
+            body = clean_text(msg.body, self.max_chars)
+            text = clean_text(join_title_body(title, body), self.max_chars)
+            producer = list(msg.tickers)
+            author = parent = url = None
+            url = msg.url
+            fp = fingerprint("news", title, body)
+        else:
+            title = None
+            text = clean_text(msg.text, self.max_chars)
+            producer = [msg.ticker] if msg.ticker else []
+            author, parent = msg.author, msg.parent_id
+            url = None
+            fp = fingerprint("comment", None, text)
+        if not text:
+            raise InputError("no text left after removing markup, control characters and URLs",
+                             reason="empty_text")
+        entities = self.linker.link(text, producer)
+        return CleanDoc(
+            doc_id=doc_id_for(kind, msg.source, msg.id),
+            kind=kind,
+            source=msg.source,
+            source_id=msg.id,
+            url=url,
+            title=title or None,
+            text=text,
+            author=author,
+            parent_id=parent,
+            lang=msg.lang,
+            published_at=msg.published_at,
+            entities=entities,
+            primary_entity=entities[0] if entities else None,
+            topics=self.tagger.tag(text, msg.category),
+            fingerprint=fp,
+            ingested_at=self.clock(),
+            origin=origin,
+        )
+
+    async def process(self, value: bytes | None, key: bytes | None, kind: Kind,
+                      origin: SourceRef) -> IngestOutcome:
+        try:
+            msg = decode(value, kind, self.max_bytes)
+            doc = self.clean(msg, kind, origin)
+        except InputError as exc:
+            return Reject(dead_letter(value, key, origin, exc.reason, str(exc), now=self.clock()))
+        if self.dedup is not None and doc.fingerprint:
+            verdict = await self.dedup.check(doc.fingerprint, doc.doc_id)
+            if verdict.is_duplicate:
+                return Duplicate(doc.doc_id, verdict.original_doc_id)
+            dups = await self.dedup.duplicates(doc.doc_id)
+            if dups:  # a redelivered original whose copies arrived in between
+                doc = doc.model_copy(update={"duplicates": dups})
+        return Forward(doc)

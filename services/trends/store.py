@@ -1,0 +1,208 @@
+"""Trend counters in Redis: idempotent writes, one-round-trip reads.
+
+Writes: per document and per bucket (its minute and its hour) one Lua call adds the doc_id
+to the bucket's ``seen`` set and, only if it was not there, bumps every counter of the
+document for that bucket; all calls of a batch go in one pipeline. A redelivered document
+(after a crash before the Kafka commit) therefore changes nothing, and a crash half-way
+through a batch leaves each bucket either fully counted or not at all for each document.
+
+Redis Cluster: all keys of one Lua call share the bucket's hash tag (``{m<minute>}`` or
+``{h<hour>}``, see :mod:`services.trends.windows`), so every call is single-slot; the
+pipeline is non-transactional, so redis-py's cluster client can split it per node. The
+minute and hour calls are separate (different slots) and each is idempotent on its own.
+
+Reads: :meth:`TrendStore.read_many` fetches every bucket hash needed for the 5 m, 1 h and 24 h
+views of any number of series in one pipelined round trip, then rolls them up locally.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.core.errors import BackendUnavailable
+from services.core.schemas import ScoredDoc, utcnow
+from services.trends.windows import (
+    RANKED_DIMS,
+    WINDOWS,
+    Bucket,
+    KeySpace,
+    Resolution,
+    TrendCounts,
+    dims_of,
+    event_time,
+    expire_at,
+    hour_bucket,
+    minute_bucket,
+    rollup,
+    series_buckets,
+    unique_buckets,
+    window_buckets,
+)
+
+# KEYS: seen, <nh count hashes>, <rank zsets>;  ARGV: doc_id, expire_at, label, nh, np,
+# np x (label, probability), one member per rank zset.
+_RECORD_LUA = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+local exp = ARGV[2]
+redis.call('EXPIREAT', KEYS[1], exp)
+local label = ARGV[3]
+local nh = tonumber(ARGV[4])
+local np = tonumber(ARGV[5])
+for i = 2, nh + 1 do
+  local k = KEYS[i]
+  redis.call('HINCRBY', k, 'n', 1)
+  redis.call('HINCRBY', k, 'n:' .. label, 1)
+  for j = 0, np - 1 do
+    redis.call('HINCRBYFLOAT', k, 's:' .. ARGV[6 + 2 * j], ARGV[7 + 2 * j])
+  end
+  redis.call('EXPIREAT', k, exp)
+end
+local base = 6 + 2 * np
+for i = nh + 2, #KEYS do
+  redis.call('ZINCRBY', KEYS[i], 1, ARGV[base + i - nh - 2])
+  redis.call('EXPIREAT', KEYS[i], exp)
+end
+return 1
+"""
+
+
+class TrendPoint(BaseModel):
+    start: datetime
+    counts: TrendCounts
+
+
+def _redis_error(exc: RedisError, what: str) -> BackendUnavailable:
+    return BackendUnavailable(f"{what} failed: {exc}", "redis")
+
+
+class TrendStore:
+    """Per-series sentiment counters. ``retention_s``: minute buckets; ``hour_retention_s``:
+    hour buckets (default: a week, or ``retention_s`` if longer)."""
+
+    def __init__(self, redis: Redis, prefix: str, retention_s: int,
+                 hour_retention_s: int | None = None) -> None:
+        if retention_s < 24 * 3600:
+            # The 24 h view reads minute buckets at its start edge.
+            raise ValueError("retention_s must be at least 24 hours for the 24h view")
+        self.redis = redis
+        self.keys = KeySpace(prefix)
+        self.retention_s = int(retention_s)
+        self.hour_retention_s = int(hour_retention_s or max(retention_s, 7 * 24 * 3600))
+        self._script = redis.register_script(_RECORD_LUA)
+
+    def _call_args(self, doc: ScoredDoc, b: Bucket, exp: int) -> tuple[list[str], list[Any]]:
+        dims = dims_of(doc)
+        label = doc.sentiment.label
+        keys = [self.keys.seen(b)] + [self.keys.counts(b, d, v) for d, v in dims]
+        members: list[str] = []
+        for d, v in dims:
+            if d in RANKED_DIMS:
+                keys += [self.keys.rank(b, d), self.keys.rank(b, d, label)]
+                members += [v, v]
+        probs = sorted(doc.sentiment.probabilities.items())
+        args: list[Any] = [doc.doc_id, exp, label, len(dims), len(probs)]
+        for lab, p in probs:
+            args += [lab, repr(float(p))]
+        return keys, args + members
+
+    async def record(self, docs: Sequence[ScoredDoc], now: datetime | None = None) -> int:
+        """Count ``docs`` (each at most once, ever); returns how many were newly counted.
+
+        Documents whose minute bucket is already past the retention are skipped (their keys
+        would expire on arrival) and not counted.
+        """
+        now_s = int((now or utcnow()).timestamp())
+        calls = 0
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for doc in docs:
+                    t = event_time(doc)
+                    mb, hb = minute_bucket(t), hour_bucket(t)
+                    m_exp = expire_at(mb, self.retention_s)
+                    if m_exp <= now_s:
+                        continue
+                    keys, args = self._call_args(doc, mb, m_exp)
+                    await self._script(keys=keys, args=args, client=pipe)
+                    keys, args = self._call_args(doc, hb, expire_at(hb, self.hour_retention_s))
+                    await self._script(keys=keys, args=args, client=pipe)
+                    calls += 1
+                if not calls:
+                    return 0
+                results = await pipe.execute()
+        except RedisError as exc:
+            raise _redis_error(exc, "trend record") from exc
+        # Minute results are at even positions; the hour call of a doc mirrors its minute call
+        # except after a crash between the two, which its redelivery completes.
+        return sum(int(r) for r in results[0::2])
+
+    async def read_many(self, series: Sequence[tuple[str, str]], now: datetime | None = None
+                        ) -> dict[tuple[str, str], dict[str, TrendCounts]]:
+        """5m / 1h / 24h counts for several (dim, value) series, in one round trip."""
+        wb = window_buckets(now or utcnow())
+        buckets = unique_buckets(wb.values())
+        if not series:
+            return {}
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for d, v in series:
+                    for b in buckets:
+                        pipe.hgetall(self.keys.counts(b, d, v))
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise _redis_error(exc, "trend read") from exc
+        out: dict[tuple[str, str], dict[str, TrendCounts]] = {}
+        n = len(buckets)
+        for i, s in enumerate(series):
+            by_bucket = dict(zip(buckets, replies[i * n:(i + 1) * n], strict=True))
+            out[s] = {w: rollup(by_bucket[b] for b in bs) for w, bs in wb.items()}
+        return out
+
+    async def read(self, dim: str, value: str, now: datetime | None = None
+                   ) -> dict[str, TrendCounts]:
+        """``{"5m": TrendCounts, "1h": ..., "24h": ...}`` for one series, in one round trip."""
+        return (await self.read_many([(dim, value)], now))[(dim, value)]
+
+    async def series(self, dim: str, value: str, start: datetime, end: datetime,
+                     resolution: Resolution = "minute") -> list[TrendPoint]:
+        """One point per bucket in ``[start, end)`` (empty buckets included, as zeros)."""
+        buckets = series_buckets(start, end, resolution)
+        if not buckets:
+            return []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for b in buckets:
+                    pipe.hgetall(self.keys.counts(b, dim, value))
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise _redis_error(exc, "trend series") from exc
+        return [TrendPoint(start=b.start, counts=rollup([h])) for b, h in
+                zip(buckets, replies, strict=True)]
+
+    async def top(self, dim: str, window: str = "1h", n: int = 10, label: str | None = None,
+                  now: datetime | None = None) -> list[tuple[str, int]]:
+        """Most-mentioned values of ``dim`` ("entity" or "topic") in a window, optionally only
+        counting documents with ``label``; one round trip."""
+        if dim not in RANKED_DIMS:
+            raise ValueError(f"top() supports {RANKED_DIMS}, not {dim!r}")
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {list(WINDOWS)}")
+        buckets = window_buckets(now or utcnow(), {window: WINDOWS[window]})[window]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for b in buckets:
+                    pipe.zrange(self.keys.rank(b, dim, label), 0, -1, withscores=True)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise _redis_error(exc, "trend top") from exc
+        totals: dict[str, float] = {}
+        for reply in replies:
+            for member, score in reply:
+                m = member.decode() if isinstance(member, bytes) else member
+                totals[m] = totals.get(m, 0.0) + score
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return [(m, int(s)) for m, s in ranked]
