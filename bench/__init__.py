@@ -1,1 +1,1 @@
-"""Benchmarks: print a table, write JSON to bench/results/. Not tests: nothing here asserts speed."""
+"""Benchmarks: print a table and write JSON to bench/results/. They assert nothing."""

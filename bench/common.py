@@ -39,7 +39,7 @@ _LEDE = (
 
 
 def headlines(n: int, seed: int = 7) -> list[str]:
-    """``n`` synthetic headlines, deterministic for a seed, ~10-80 tokens, some repeats."""
+    """``n`` synthetic headlines, deterministic for a seed, ~8-60 tokens, 5% exact repeats."""
     rng = random.Random(seed)
     out: list[str] = []
     for _ in range(n):
@@ -47,16 +47,19 @@ def headlines(n: int, seed: int = 7) -> list[str]:
         co = rng.choice(_COMPANIES)
         verb = rng.choice(rng.choice([_VERBS_NEG, _VERBS_POS, _VERBS_NEU]))
         if r < 0.15:  # short social post
-            out.append(f"{rng.choice(_TICKERS)} {verb}! {rng.choice(['🚀', '📉', 'lol', ''])}".strip())
+            emoji = rng.choice(["🚀", "📉", "lol", ""])
+            price = rng.uniform(5, 900)
+            out.append(f"{rng.choice(_TICKERS)} {verb} at ${price:.2f}! {emoji}".strip())
         elif r < 0.75:  # headline
-            out.append(f"{co} {verb} {rng.choice(_TAILS)}")
+            quarter = f"Q{rng.randint(1, 4)} {rng.randint(2015, 2026)}"
+            out.append(f"{co} {verb} {rng.choice(_TAILS)} ({quarter})")
         elif r < 0.95:  # headline + tail + number
             out.append(f"{co} {verb} {rng.choice(_TAILS)}; shares {rng.choice(['up', 'down'])} "
                        f"{rng.uniform(0.1, 12):.1f}% to ${rng.uniform(5, 900):.2f}")
         else:  # headline with lede
             out.append(f"{co} {verb} {rng.choice(_TAILS)}. {_LEDE}")
-    # Syndicated copies: real feeds repeat stories, which the text cache exploits.
-    for i in range(0, n, 10):
+    # Syndicated copies (5%): real feeds repeat stories, which the text cache exploits.
+    for i in range(0, n, 20):
         j = rng.randrange(n)
         out[i] = out[j]
     return out

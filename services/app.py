@@ -56,12 +56,14 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     """A Faust app running the agents of ``role``; start it with ``faust.Worker(app)``."""
     roles = roles_for(role)
     app_id = app_id_for(settings, role)
+    datadir = Path(settings.data_dir) / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
         autodiscover=False,
         store="memory://",  # no Faust tables: all state lives in Redis/ES, idempotently
-        datadir=str(Path(settings.data_dir) / "faust" / app_id),
+        datadir=str(datadir),
         web_enabled=False,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import typer
 
+from services import worker_cli
+from services.api import cli as api_cli
+from services.classify import cli as classify_cli
 from services.core import cli as core_cli
+from services.index import cli as index_cli
+from services.ingest import cli as ingest_cli
 
 app = typer.Typer(help="yuqing: real-time financial sentiment monitoring on Kafka.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -18,3 +23,8 @@ def version() -> None:
 
 
 core_cli.register(app)
+api_cli.register(app)
+ingest_cli.register(app)
+index_cli.register(app)
+worker_cli.register(app)  # worker, replay, feed, demo
+classify_cli.register(app)  # bench inference

@@ -2,8 +2,9 @@
 
 Recipe choices and why:
 
-* Dynamic padding: batches are padded to their own longest row, not max_length,
-  which roughly halves CPU time on tweets (median ~25 tokens).
+* Dynamic padding + length-grouped batches: a batch is padded to its own longest
+  row, and rows of similar length are batched together (median tweet: 20 tokens,
+  but 15% exceed 64), which roughly halves CPU time.
 * Class weighting ``sqrt``: loss weights proportional to 1/sqrt(class frequency). Full
   inverse-frequency weighting over-predicts the minorities and costs accuracy;
   none under-calls negatives. sqrt is the usual compromise for macro-F1.
@@ -11,6 +12,9 @@ Recipe choices and why:
   transfer to other sources (news sentences vs tweets).
 * Early stopping on dev macro-F1 (evaluated twice per epoch), keeping the best
   weights in memory: the number of epochs is an upper bound, not a guess.
+* Full fine-tuning freezes the word-embedding matrix (11.7M of 22.7M params): with
+  ~10k training rows, updating rare-token embeddings mostly memorises, and skipping
+  their AdamW update makes each CPU step ~30% cheaper.
 * LoRA targets every linear layer of the transformer blocks (not the unused pooler)
   and trains the head fully; the adapter is a few MB and merged at load time.
 * Everything is seeded (python, numpy, torch, batch order) so a rerun on the same
@@ -54,6 +58,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     class_weighting: Literal["none", "sqrt", "balanced"] = "sqrt"
     dropout: float = 0.1
+    freeze_embeddings: bool = True  # word-embedding matrix (half the params) stays pretrained
     evals_per_epoch: int = 2
     patience: int = 3  # evaluations without dev macro-F1 improvement before stopping
     max_steps: int | None = None  # cap (smoke tests)
@@ -97,6 +102,26 @@ def class_weights(y: np.ndarray, mode: str, k: int) -> torch.Tensor | None:
     return torch.tensor(w, dtype=torch.float32)
 
 
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator,
+                           group: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of similar-length rows (HF's ``group_by_length``).
+
+    Tweets are mostly ~20 tokens but 15% hit the 64-token cap, so a random batch is
+    nearly always padded to 64; sorting within shuffled mega-chunks of
+    ``group * batch_size`` rows cuts the padded tokens (and CPU time) ~2x while
+    keeping batch composition random. Batch order is shuffled too.
+    """
+    perm = gen.permutation(len(lengths))
+    mega = batch_size * group
+    batches = []
+    for s in range(0, len(perm), mega):
+        chunk = perm[s : s + mega]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    order = gen.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
 def apply_lora(model, cfg: TrainConfig) -> dict:
     from peft import LoraConfig, get_peft_model
 
@@ -135,6 +160,8 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
     model = build_classifier(mcfg, seed=cfg.seed)
     if cfg.method == "lora":
         mcfg.lora = apply_lora(model, cfg)
+    elif cfg.freeze_embeddings:
+        model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     model.to(device)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
@@ -180,15 +207,14 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
     step, ema = 0, None
     stop = False
     while step < total_steps and not stop:
-        perm = gen.permutation(n)
-        for s in range(0, n, cfg.batch_size):
+        for idx in length_grouped_batches(enc.lengths, cfg.batch_size, gen):
             if step >= total_steps:
                 break
             model.train()
-            b = enc.select(perm[s : s + cfg.batch_size])
+            b = enc.select(idx)
             ids = torch.from_numpy(b.input_ids).to(device)
             mask = torch.from_numpy(b.attention_mask).to(device)
-            target = torch.from_numpy(y[perm[s : s + cfg.batch_size]]).to(device)
+            target = torch.from_numpy(y[idx]).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(ids, mask)
             loss = loss_fn(logits.float(), target)

@@ -105,7 +105,7 @@ class DeliveryState:
         pipe.ltrim(k.log, 0, self._log_max - 1)
 
     async def route(self, sub: Subscription, alert: Alert, now: float) -> Decision:
-        """Put the alert into the subscription's pending group for its entity (or record why not)."""
+        """Put the alert into the subscription's pending group for its entity (or log why not)."""
         k = self.keys(sub.id)
         gk, fp = group_key(alert), fingerprint(alert)
         alert_json = alert.model_dump(mode="json")
@@ -176,7 +176,8 @@ class DeliveryState:
         when = datetime.fromtimestamp(now, UTC)
         keep, muted = [], []
         for a in group["alerts"]:
-            (muted if active_silence(sub.silences, Alert.model_validate(a), when) else keep).append(a)
+            silenced = active_silence(sub.silences, Alert.model_validate(a), when)
+            (muted if silenced else keep).append(a)
         if muted:  # a silence created while the group was waiting still applies
             self._log(pipe, k, {"ts": _iso(now), "status": "silenced", "entity": gk,
                                 "alert_ids": [a["alert_id"] for a in muted],
@@ -193,7 +194,8 @@ class DeliveryState:
             "alert_count": len(keep) + group.get("dropped", 0),
             "alerts": keep,
         }
-        item = {"delivery_id": delivery_id, "entity": gk, "alert_ids": [a["alert_id"] for a in keep],
+        item = {"delivery_id": delivery_id, "entity": gk,
+                "alert_ids": [a["alert_id"] for a in keep],
                 "body": _dumps(body), "attempts": 0, "created_at": now, "last_error": None}
         pipe.hset(k.outbox, delivery_id, _dumps(item))
         pipe.zadd(k.outbox_due, {delivery_id: now})
@@ -533,10 +535,8 @@ class AlertConsumer:
         try:
             alert = Alert.model_validate_json(rec.value)
         except ValidationError as exc:
-            await self._dead_letter(rec, "schema", str(exc))
-            return
-        except ValueError as exc:
-            await self._dead_letter(rec, "invalid_json", str(exc))
+            bad_json = any(e["type"] == "json_invalid" for e in exc.errors())
+            await self._dead_letter(rec, "invalid_json" if bad_json else "schema", str(exc))
             return
         await self._engine.handle_alert(alert)
         self.routed += 1

@@ -139,10 +139,15 @@ class AlertDetector:
         """Count ``docs`` (idempotently) and judge every series they touch."""
         if not docs:
             return []
+        self._pending.clear()  # judged from the saved baselines, so a retry judges afresh
         try:
             return await self._observe(docs)
         except RedisError as exc:
+            self._pending.clear()
             raise BackendUnavailable(f"alert state: {exc}", "redis") from exc
+        except BaseException:
+            self._pending.clear()
+            raise
 
     async def commit(self) -> None:
         """Persist baselines judged by the last ``observe`` (call after its alerts are out)."""

@@ -90,10 +90,12 @@ def decide(sub: Subscription, alert: Alert, now: datetime, *, seen: bool,
         return Decision("filtered", reason="filters do not match")
     silence = active_silence(sub.silences, alert, now)
     if silence is not None:
-        return Decision("silenced", reason=f"silence {silence.id} until {silence.until.isoformat()}")
+        return Decision("silenced",
+                        reason=f"silence {silence.id} until {silence.until.isoformat()}")
     if last_fingerprint_sent is not None and ts - last_fingerprint_sent < sub.repeat_interval_s:
-        return Decision("repeat", reason=f"same entity and topic notified {ts - last_fingerprint_sent:.0f}s "
-                                         f"ago (repeat_interval {sub.repeat_interval_s:.0f}s)")
+        ago = ts - last_fingerprint_sent
+        return Decision("repeat", reason=f"same entity and topic notified {ago:.0f}s ago "
+                                         f"(repeat_interval {sub.repeat_interval_s:.0f}s)")
     if group_due_at is not None:
         return Decision("joined", due_at=group_due_at)
     return Decision("opened", due_at=first_send_at(ts, sub.group_wait_s, sub.group_interval_s,

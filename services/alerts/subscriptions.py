@@ -48,7 +48,7 @@ class Filters(_Strict):
     topics: list[Topic] = Field(default_factory=list, max_length=200,
                                 description="Topics; the alert's topic must be one of them.")
     sources: list[Source] = Field(default_factory=list, max_length=200,
-                                  description="Sources; at least one evidence document must come from one.")
+                                  description="Sources; one evidence document must come from one.")
     min_severity: Severity = Field("info", description="Lowest severity delivered.")
 
     @field_validator("entities")
@@ -107,12 +107,12 @@ class Silence(SilenceIn):
 
 
 class Timing(_Strict):
-    group_wait_s: float = Field(30.0, ge=0, le=3600,
-                                description="Wait this long for more alerts of an entity before the first send.")
-    group_interval_s: float = Field(300.0, ge=0, le=86400,
-                                    description="After a send, new alerts for the entity wait at least this long.")
-    repeat_interval_s: float = Field(4 * 3600.0, ge=0, le=7 * 86400,
-                                     description="The same entity+topic is not re-notified sooner than this.")
+    group_wait_s: float = Field(
+        30.0, ge=0, le=3600, description="Wait for more alerts of an entity before a first send.")
+    group_interval_s: float = Field(
+        300.0, ge=0, le=86400, description="After a send, new alerts of an entity wait.")
+    repeat_interval_s: float = Field(
+        4 * 3600.0, ge=0, le=7 * 86400, description="Same entity+topic is not re-notified sooner.")
 
 
 class SubscriptionIn(Timing):

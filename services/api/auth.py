@@ -77,7 +77,8 @@ class KeyStore:
         self.key = f"{prefix}:apikeys"
         self.ids_key = f"{prefix}:apikeys:ids"
 
-    async def create(self, name: str, scopes: list[str], created_by: str | None = None) -> ApiKeyCreated:
+    async def create(self, name: str, scopes: list[str],
+                     created_by: str | None = None) -> ApiKeyCreated:
         unknown = set(scopes) - set(SCOPES)
         if unknown or not scopes:
             raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {sorted(scopes)}")

@@ -44,7 +44,7 @@ class FeedbackStore:
                 chunk = await self._redis.xrange(self.key, min=start, max="+", count=1000)
                 if not chunk:
                     break
-                for entry_id, raw in chunk:
+                for _entry_id, raw in chunk:
                     row = {k.decode(): v.decode() for k, v in raw.items()}
                     if since is not None and datetime.fromisoformat(row["ts"]) < since:
                         continue

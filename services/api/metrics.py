@@ -22,7 +22,6 @@ class ApiMetrics:
 
     async def middleware(self, request: Request,
                          call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        route = _route_template(request)
         started = time.perf_counter()
         status = 500
         try:
@@ -30,15 +29,20 @@ class ApiMetrics:
             status = response.status_code
             return response
         finally:
+            route = _route_template(request)
             self.requests.labels(request.method, route, str(status)).inc()
             self.latency.labels(request.method, route).observe(time.perf_counter() - started)
 
 
 def _route_template(request: Request) -> str:
-    """The route's path template (``/v1/subscriptions/{sub_id}``), so ids do not explode label
-    cardinality; unmatched paths are counted together."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "other")
+    """The matched route's path template (``/v1/subscriptions/{sub_id}``), so ids do not
+    explode label cardinality; unmatched paths are counted together."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return path
+    for r in request.app.router.routes:
+        match, _ = r.matches(request.scope)
+        if match == Match.FULL and getattr(r, "path", None):
+            return r.path
     return "unmatched"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from elasticsearch import AsyncElasticsearch
 from elasticsearch import ApiError as EsApiError
+from elasticsearch import AsyncElasticsearch
 from elasticsearch import TransportError as EsTransportError
 from fastapi import HTTPException
 

@@ -28,17 +28,24 @@ from services.ingest.pipeline import dead_letter
 log = logging.getLogger(__name__)
 
 
-async def open_scorer(settings: Settings) -> Scorer:
-    """The inference worker serving the registry's production model (or ``model_path``).
+async def open_scorer(settings: Settings) -> tuple[Scorer, list]:
+    """The inference worker serving the registry's production model (or ``model_path``),
+    and the things to stop when done.
 
-    Fails with ModelLoadError (and a message saying how to get a model) when there is none:
+    Fails with ModelLoadError (whose message says how to get a model) when there is none:
     the product never falls back to an untrained head.
     """
+    from services.classify.model_watch import production_provider
     from services.classify.worker import InferenceWorker
 
-    worker = InferenceWorker.from_settings(settings)
+    provider = await production_provider(settings.model_registry, settings.model_path,
+                                         device=settings.device, poll_s=settings.model_poll_s)
+    worker = InferenceWorker(provider, max_batch=settings.classify_max_batch,
+                             max_tokens=settings.classify_max_tokens,
+                             max_wait_ms=settings.classify_max_wait_ms,
+                             queue_size=settings.classify_queue_size)
     await worker.start()
-    return worker
+    return worker, [worker, provider]
 
 
 def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],
@@ -85,7 +92,7 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(topic, name="classify")
     async def classify(stream: faust.StreamT) -> None:
         try:
-            scorer = await open_scorer(settings)
+            scorer, closers = await open_scorer(settings)
         except Exception as exc:  # noqa: BLE001 - no model: nothing can be processed
             die("classify: loading the model", exc)
             return
@@ -106,6 +113,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 await scorer.wait_for_room(settings.classify_max_batch)
         finally:
             log.info("classify: %d batches", batches)
-            stop = getattr(scorer, "stop", None)
-            if stop is not None:
-                await stop()
+            for c in closers:
+                stop = getattr(c, "stop", None)
+                if stop is not None:
+                    await stop()

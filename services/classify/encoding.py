@@ -79,7 +79,7 @@ class FastEncoder:
     def _self_check(self) -> bool:
         ref = self.model.encode(list(_PROBES))
         self._fast = True
-        got = self._encode_fast(list(_PROBES), use_cache=False)
+        got, _ = self._encode_fast(list(_PROBES), use_cache=False)
         return (
             np.array_equal(ref.input_ids, got.input_ids)
             and np.array_equal(ref.attention_mask, got.attention_mask)
@@ -89,11 +89,15 @@ class FastEncoder:
 
     def encode(self, texts: Sequence[str]) -> Encoded:
         """Like ``SentimentModel.encode``: padded int64 ids/mask, lengths, truncated flags."""
+        return self.encode_counted(texts)[0]
+
+    def encode_counted(self, texts: Sequence[str]) -> tuple[Encoded, int]:
+        """``encode`` plus how many texts came from the cache."""
         if not self._fast:
-            return self.model.encode(texts)
+            return self.model.encode(texts), 0
         return self._encode_fast(texts, use_cache=self.cache_size > 0)
 
-    def _encode_fast(self, texts: Sequence[str], use_cache: bool) -> Encoded:
+    def _encode_fast(self, texts: Sequence[str], use_cache: bool) -> tuple[Encoded, int]:
         n = len(texts)
         rows: list[list[int] | None] = [None] * n
         truncated = np.zeros(n, dtype=bool)
@@ -139,7 +143,8 @@ class FastEncoder:
             dtype=np.int64,
             count=int(lengths.sum()),
         )
-        return Encoded(ids_arr, mask.astype(np.int64), lengths, truncated)
+        enc = Encoded(ids_arr, mask.astype(np.int64), lengths, truncated)
+        return enc, n - len(miss_idx)
 
     def _remember(self, new: list[tuple[str, list[int], bool]]) -> None:
         with self._cache_lock:

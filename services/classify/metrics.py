@@ -37,7 +37,8 @@ class ClassifyMetrics:
         self.queue_depth = Gauge("yuqing_classify_queue_depth",
                                  "Items submitted and not yet scored.", registry=r)
         self.queue_capacity = Gauge("yuqing_classify_queue_capacity",
-                                    "Bounded queue size; consumption pauses at this depth.", registry=r)
+                                    "Bounded queue size; consumption pauses at this depth.",
+                                    registry=r)
         self.sequences = Counter("yuqing_classify_sequences",
                                  "Items scored (rate() gives sequences/s).", registry=r)
         self.sequences_per_s = Gauge("yuqing_classify_sequences_per_second",
@@ -46,12 +47,13 @@ class ClassifyMetrics:
                                    "Items answered with an error instead of a score.", ["reason"],
                                    registry=r)
         self.batch_failures = Counter("yuqing_classify_batch_failures",
-                                      "Batches that raised and were bisected to find the poison item.",
+                                      "Batches that raised and were bisected to find the bad item.",
                                       registry=r)
         self.cache_hits = Counter("yuqing_classify_text_cache_hits",
                                   "Texts served from the tokenisation cache.", registry=r)
         self.backpressure_waits = Counter("yuqing_classify_backpressure_waits",
-                                          "Times a caller waited for room in the queue.", registry=r)
+                                          "Times a caller waited for room in the queue.",
+                                          registry=r)
         self.model = Info("yuqing_classify_model", "Model currently serving.", registry=r)
         self.model_loaded = Gauge("yuqing_classify_model_loaded",
                                   "1 for the version serving now (label version).", ["version"],

@@ -1,1 +1,1 @@
-"""Elasticsearch indexing: composable templates, daily indices behind an alias, bulk sink, retention."""
+"""Elasticsearch indexing: templates, daily indices behind an alias, bulk sink, retention."""

@@ -22,6 +22,7 @@ analyzer, which indexes CJK text one character per token, enough for phrase sear
 """
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime
 from typing import Any
@@ -165,11 +166,17 @@ def doc_to_source(doc: ScoredDoc) -> dict[str, Any]:
     """The ``_source`` of a document: the scored document with sentiment flattened to floats."""
     src = doc.model_dump(mode="json", exclude={"sentiment"})
     probs = doc.sentiment.probabilities
+
+    def prob(label: str) -> float | None:
+        p = probs.get(label)
+        # NaN/inf are not JSON: one would fail the whole bulk request, on every retry.
+        return float(p) if p is not None and math.isfinite(p) else None
+
     src["sentiment"] = {
         "label": doc.sentiment.label,
-        "negative": float(probs.get("negative", 0.0)),
-        "neutral": float(probs.get("neutral", 0.0)),
-        "positive": float(probs.get("positive", 0.0)),
+        "negative": prob("negative"),
+        "neutral": prob("neutral"),
+        "positive": prob("positive"),
         "model_version": doc.sentiment.model_version,
         "truncated": doc.sentiment.truncated,
     }

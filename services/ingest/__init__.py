@@ -1,1 +1,1 @@
-"""Ingest: decode and validate raw input, normalise, link entities, tag topics, drop syndicated copies."""
+"""Ingest: validate raw input, normalise, link entities, tag topics, drop syndicated copies."""

@@ -47,7 +47,8 @@ def decode(value: bytes | None, kind: Kind, max_bytes: int) -> NewsIn | CommentI
     if value is None or len(value) == 0:
         raise DecodeError("message has no value (tombstone or empty payload)", reason="empty")
     if len(value) > max_bytes:
-        raise DecodeError(f"message is {len(value)} bytes; the limit is {max_bytes}", reason="too_large")
+        raise DecodeError(f"message is {len(value)} bytes; the limit is {max_bytes}",
+                          reason="too_large")
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -62,6 +63,8 @@ def decode(value: bytes | None, kind: Kind, max_bytes: int) -> NewsIn | CommentI
                           reason="invalid_json") from exc
     except RecursionError as exc:
         raise DecodeError("invalid JSON: nested too deeply", reason="invalid_json") from exc
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise DecodeError(f"invalid JSON: {exc}", reason="invalid_json") from exc
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object, got {type(obj).__name__}", reason="not_object")
     try:

@@ -42,13 +42,15 @@ _TITLE_SUFFIX_RE = re.compile(
     rf"\s*(?:[-|–—:]\s*|[(（\[]\s*)(?:{_AGENCIES})(?:\.com)?\s*[)）\]]?\s*$", re.IGNORECASE)
 # "NEW YORK, Nov 3 (Reuters) - ", "(Bloomberg) -- ", "LONDON (AP) — ", "北京（路透）- "
 _DATELINE_RE = re.compile(
-    rf"^[^()（）\n]{{0,80}}?[(（]\s*(?:{_AGENCIES})\s*[)）]\s*(?:-{{1,2}}|–|—|:)?\s*", re.IGNORECASE)
+    rf"^[^()（）\n]{{0,80}}?[(（]\s*(?:{_AGENCIES})\s*[)）]\s*(?:-{{1,2}}|–|—|:)?\s*",
+    re.IGNORECASE)
 # "... Reporting by Jane Doe; Editing by ..." and "Source: Reuters" tails.
 _TAIL_RE = re.compile(
     rf"\s*(?:\(?\s*reporting by .*|source:\s*(?:{_AGENCIES}).*|copyright .*|©.*)$",
     re.IGNORECASE | re.DOTALL)
 
-MIN_STORY_CHARS = 40  # shorter canonical text is never fingerprinted (comments: opinions, not copies)
+# Shorter canonical text is never fingerprinted (short comments are opinions, not copies).
+MIN_STORY_CHARS = 40
 
 
 def canonical(text: str) -> str:
@@ -90,6 +92,7 @@ def fingerprint(kind: Literal["news", "comment"], title: str | None, body: str |
 class DedupVerdict:
     original_doc_id: str
     is_duplicate: bool
+    redelivered: bool = False  # this doc_id had already claimed the fingerprint
 
 
 class DedupStore:
@@ -132,7 +135,7 @@ class DedupStore:
                 return DedupVerdict(doc_id, False)
             original = prev.decode() if isinstance(prev, bytes) else str(prev)
             if original == doc_id:
-                return DedupVerdict(doc_id, False)
+                return DedupVerdict(doc_id, False, redelivered=True)
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.sadd(self._dups_key(original), doc_id)
                 pipe.expire(self._dups_key(original), self.window_s * 2)

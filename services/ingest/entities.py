@@ -118,32 +118,26 @@ class EntityLinker:
         t = ticker.strip().lstrip("$").upper()
         return self._canonical.get(t, t)
 
-    def cashtags_in(self, text: str) -> list[str]:
+    def _cashtag_mentions(self, text: str) -> list[tuple[int, str]]:
+        if not self.cashtags or "$" not in text:
+            return []
         out = []
         for m in _CASHTAG_RE.finditer(text):
             t = m.group(1).upper()
             if t in self._canonical:
-                out.append(self._canonical[t])
+                out.append((m.start(), self._canonical[t]))
             elif self.unknown_cashtags:
-                out.append(t)
+                out.append((m.start(), t))
         return out
 
-    def names_in(self, text: str) -> list[str]:
-        return [m.value for m in self._matcher.find(text)]
+    def _name_mentions(self, text: str) -> list[tuple[int, str]]:
+        return [(m.start, m.value) for m in self._matcher.find(text)]
 
     def link(self, text: str, producer: Iterable[str] = ()) -> list[str]:
         """Ordered unique canonical tickers: producer's first, then text mentions by position."""
         found: list[str] = [self.canonical(t) for t in producer if t and t.strip()]
         if text:
-            mentions: list[tuple[int, str]] = []
-            if self.cashtags and "$" in text:
-                for m in _CASHTAG_RE.finditer(text):
-                    t = m.group(1).upper()
-                    if t in self._canonical:
-                        mentions.append((m.start(), self._canonical[t]))
-                    elif self.unknown_cashtags:
-                        mentions.append((m.start(), t))
-            mentions.extend((m.start, m.value) for m in self._matcher.find(text))
+            mentions = self._cashtag_mentions(text) + self._name_mentions(text)
             mentions.sort(key=lambda x: x[0])
             found.extend(t for _, t in mentions)
         return list(dict.fromkeys(found))

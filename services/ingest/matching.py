@@ -127,7 +127,6 @@ class PhraseMatcher(Generic[T]):
                     continue
                 candidates.append(Match(start, end, e.phrase, e.value))
                 break
-        candidates.sort(key=lambda m: (m.start, -(m.end - m.start)))
         accepted: list[Match[T]] = []
         # Greedy by length, then restore text order: "腾讯音乐" beats the "腾讯" inside it.
         taken: list[tuple[int, int]] = []

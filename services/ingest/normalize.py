@@ -14,7 +14,8 @@ from html.parser import HTMLParser
 from models.text import normalize_text
 
 # Tags whose content is not text a reader sees.
-_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "svg", "iframe", "object"})
+_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "svg", "iframe",
+                        "object"})
 # Tags that separate words: without a space "<p>a</p><p>b</p>" would glue into "ab".
 _BREAK_TAGS = frozenset({
     "p", "br", "div", "li", "ul", "ol", "tr", "td", "th", "table", "h1", "h2", "h3", "h4", "h5",
@@ -71,7 +72,7 @@ def strip_html(s: str) -> str:
 
 
 def truncate(s: str, max_chars: int) -> str:
-    """Cut to ``max_chars``, preferring a word boundary in the last 10% (CJK text has none: hard cut)."""
+    """Cut to ``max_chars``, at a word boundary in the last 10% if any (CJK: a hard cut)."""
     if max_chars <= 0:
         return ""
     if len(s) <= max_chars:

@@ -9,9 +9,10 @@ and retry the same message (nothing is forwarded or dead-lettered on a backend e
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from services.core.errors import InputError
@@ -19,8 +20,10 @@ from services.core.schemas import CleanDoc, CommentIn, DeadLetter, NewsIn, Sourc
 from services.ingest.decode import decode
 from services.ingest.dedup import DedupStore, fingerprint
 from services.ingest.entities import EntityLinker
-from services.ingest.normalize import clean_text, join_title_body
+from services.ingest.normalize import clean_text, join_title_body, truncate
 from services.ingest.topics import TopicTagger
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["news", "comment"]
 TITLE_MAX_CHARS = 1000
@@ -73,23 +76,34 @@ class Ingestor:
     """Decode, normalise, link, tag and dedup one message. Shared, stateless apart from Redis."""
 
     def __init__(self, linker: EntityLinker, tagger: TopicTagger, dedup_store: DedupStore | None,
-                 max_bytes: int, max_chars: int,
+                 max_bytes: int, max_chars: int, max_future_s: float = 900.0,
                  clock: Callable[[], datetime] = utcnow) -> None:
+        """``max_future_s``: a ``published_at`` further ahead of the clock than this is refused
+        (reason ``future_published_at``). Trends bucket documents by ``published_at``; a
+        timestamp from the future (typically local time sent without an offset, which the
+        schema takes as UTC) would count in minutes that have not happened yet."""
         self.linker = linker
         self.tagger = tagger
         self.dedup = dedup_store
         self.max_bytes = max_bytes
         self.max_chars = max_chars
+        self.max_future = timedelta(seconds=max_future_s)
         self.clock = clock
 
     def clean(self, msg: NewsIn | CommentIn, kind: Kind, origin: SourceRef | None) -> CleanDoc:
         """The pure part: a validated message to a :class:`CleanDoc` (raises InputError)."""
+        now = self.clock()
+        if msg.published_at > now + self.max_future:
+            ahead = (msg.published_at - now).total_seconds() / 3600
+            raise InputError(f"published_at {msg.published_at.isoformat()} is {ahead:.1f} h "
+                             "ahead of now; send UTC or a time with its offset (+08:00)",
+                             reason="future_published_at")
         if isinstance(msg, NewsIn):
             title = clean_text(msg.title, min(TITLE_MAX_CHARS, self.max_chars))
             body = clean_text(msg.body, self.max_chars)
-            text = clean_text(join_title_body(title, body), self.max_chars)
+            text = truncate(join_title_body(title, body), self.max_chars)
             producer = list(msg.tickers)
-            author = parent = url = None
+            author = parent = None
             url = msg.url
             fp = fingerprint("news", title, body)
         else:
@@ -119,7 +133,7 @@ class Ingestor:
             primary_entity=entities[0] if entities else None,
             topics=self.tagger.tag(text, msg.category),
             fingerprint=fp,
-            ingested_at=self.clock(),
+            ingested_at=now,
             origin=origin,
         )
 
@@ -130,11 +144,16 @@ class Ingestor:
             doc = self.clean(msg, kind, origin)
         except InputError as exc:
             return Reject(dead_letter(value, key, origin, exc.reason, str(exc), now=self.clock()))
+        except Exception as exc:  # a poison message must not crash-loop the agent: DLQ it
+            log.exception("ingest: unexpected error on %s[%d]@%d; dead-lettering it",
+                          origin.topic, origin.partition, origin.offset)
+            return Reject(dead_letter(value, key, origin, "ingest_error",
+                                      f"{type(exc).__name__}: {exc}", now=self.clock()))
         if self.dedup is not None and doc.fingerprint:
             verdict = await self.dedup.check(doc.fingerprint, doc.doc_id)
             if verdict.is_duplicate:
                 return Duplicate(doc.doc_id, verdict.original_doc_id)
-            dups = await self.dedup.duplicates(doc.doc_id)
-            if dups:  # a redelivered original whose copies arrived in between
+            if verdict.redelivered:  # copies may have arrived since the first delivery
+                dups = await self.dedup.duplicates(doc.doc_id)
                 doc = doc.model_copy(update={"duplicates": dups})
         return Forward(doc)

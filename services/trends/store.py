@@ -16,15 +16,16 @@ views of any number of series in one pipelined round trip, then rolls them up lo
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
-from services.core.errors import BackendUnavailable
+from services.core.errors import BackendUnavailable, ConfigError
 from services.core.schemas import ScoredDoc, utcnow
 from services.trends.windows import (
     RANKED_DIMS,
@@ -88,12 +89,13 @@ class TrendStore:
                  hour_retention_s: int | None = None) -> None:
         if retention_s < 24 * 3600:
             # The 24 h view reads minute buckets at its start edge.
-            raise ValueError("retention_s must be at least 24 hours for the 24h view")
+            raise ConfigError(f"trends retention is {retention_s // 3600} h; the 24h view needs "
+                              "at least 24 (YUQING_TRENDS_RETENTION_H)")
         self.redis = redis
         self.keys = KeySpace(prefix)
         self.retention_s = int(retention_s)
         self.hour_retention_s = int(hour_retention_s or max(retention_s, 7 * 24 * 3600))
-        self._script = redis.register_script(_RECORD_LUA)
+        self._sha: str | None = None
 
     def _call_args(self, doc: ScoredDoc, b: Bucket, exp: int) -> tuple[list[str], list[Any]]:
         dims = dims_of(doc)
@@ -104,10 +106,12 @@ class TrendStore:
             if d in RANKED_DIMS:
                 keys += [self.keys.rank(b, d), self.keys.rank(b, d, label)]
                 members += [v, v]
-        probs = sorted(doc.sentiment.probabilities.items())
+        # A NaN would make HINCRBYFLOAT fail on every redelivery (a poison message): skip it.
+        probs = sorted((lab, float(p)) for lab, p in doc.sentiment.probabilities.items()
+                       if math.isfinite(p))
         args: list[Any] = [doc.doc_id, exp, label, len(dims), len(probs)]
         for lab, p in probs:
-            args += [lab, repr(float(p))]
+            args += [lab, repr(p)]
         return keys, args + members
 
     async def record(self, docs: Sequence[ScoredDoc], now: datetime | None = None) -> int:
@@ -117,28 +121,38 @@ class TrendStore:
         would expire on arrival) and not counted.
         """
         now_s = int((now or utcnow()).timestamp())
-        calls = 0
+        calls: list[tuple[list[str], list[Any]]] = []
+        for doc in docs:
+            t = event_time(doc)
+            mb, hb = minute_bucket(t), hour_bucket(t)
+            m_exp = expire_at(mb, self.retention_s)
+            if m_exp <= now_s:
+                continue
+            calls.append(self._call_args(doc, mb, m_exp))
+            calls.append(self._call_args(doc, hb, expire_at(hb, self.hour_retention_s)))
+        if not calls:
+            return 0
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for doc in docs:
-                    t = event_time(doc)
-                    mb, hb = minute_bucket(t), hour_bucket(t)
-                    m_exp = expire_at(mb, self.retention_s)
-                    if m_exp <= now_s:
-                        continue
-                    keys, args = self._call_args(doc, mb, m_exp)
-                    await self._script(keys=keys, args=args, client=pipe)
-                    keys, args = self._call_args(doc, hb, expire_at(hb, self.hour_retention_s))
-                    await self._script(keys=keys, args=args, client=pipe)
-                    calls += 1
-                if not calls:
-                    return 0
-                results = await pipe.execute()
+            try:
+                results = await self._run(calls)
+            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load again, re-run
+                self._sha = None  # (safe: every call is idempotent)
+                results = await self._run(calls)
         except RedisError as exc:
             raise _redis_error(exc, "trend record") from exc
         # Minute results are at even positions; the hour call of a doc mirrors its minute call
         # except after a crash between the two, which its redelivery completes.
         return sum(int(r) for r in results[0::2])
+
+    async def _run(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        # SCRIPT LOAD then EVALSHA in a plain pipeline (not redis-py's Script objects): the
+        # cluster client loads a script on every primary and can pipeline EVALSHA per slot.
+        if self._sha is None:
+            self._sha = str(await self.redis.script_load(_RECORD_LUA))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(self._sha, len(keys), *keys, *args)
+            return await pipe.execute()
 
     async def read_many(self, series: Sequence[tuple[str, str]], now: datetime | None = None
                         ) -> dict[tuple[str, str], dict[str, TrendCounts]]:

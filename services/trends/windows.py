@@ -109,7 +109,7 @@ def cover(start_minute: int, end_minute: int) -> list[Bucket]:
 
 
 def window_range(now: datetime, minutes: int) -> tuple[int, int]:
-    """Epoch minutes ``[start, end)`` of the ``minutes``-long window ending with ``now``'s minute."""
+    """Epoch minutes ``[start, end)`` of the ``minutes``-long window that ends with ``now``."""
     end = epoch_minute(now) + 1
     return end - minutes, end
 
@@ -120,7 +120,8 @@ def window_buckets(now: datetime, windows: Mapping[str, int] = WINDOWS) -> dict[
 
 def series_buckets(start: datetime, end: datetime, resolution: Resolution,
                    max_points: int = 2000) -> list[Bucket]:
-    """Buckets of one resolution from the one holding ``start`` up to (excluding) ``end``."""
+    """Buckets of one resolution overlapping ``[start, end)``: from the one holding ``start``
+    to the one holding the last instant before ``end`` (partial buckets at both ends)."""
     if end <= start:
         return []
     first_m, last_m = epoch_minute(start), epoch_minute(end - timedelta(microseconds=1))
@@ -161,9 +162,11 @@ def expire_at(b: Bucket, retention_s: int) -> int:
 
 
 def event_time(doc: ScoredDoc) -> datetime:
-    """When a document counts: its publication time, but never later than it was ingested
-    (a producer clock in the future must not put counts into minutes that have not happened)."""
-    return min(doc.published_at, doc.ingested_at)
+    """When a document counts: its publication time. It must be a field of the document that
+    every redelivery carries unchanged (not ``ingested_at``, which a re-ingested copy gets
+    anew), or a redelivered document would land in another bucket's ``seen`` set and count
+    twice. Ingest refuses timestamps from the future, so this never fills future minutes."""
+    return doc.published_at
 
 
 def dims_of(doc: ScoredDoc) -> list[tuple[str, str]]:

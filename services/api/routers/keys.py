@@ -18,7 +18,8 @@ async def create(body: ApiKeyCreate, keys: KeysDep, admin: AdminKey) -> ApiKeyCr
     return await keys.create(body.name, list(body.scopes), created_by=admin.key_id)
 
 
-@router.get("", response_model=list[ApiKey], summary="List API keys, without secrets (scope: admin)")
+@router.get("", response_model=list[ApiKey],
+            summary="List API keys, without secrets (scope: admin)")
 async def list_(keys: KeysDep, _: AdminKey) -> list[ApiKey]:
     return await keys.list()
 

@@ -55,7 +55,8 @@ async def create(body: SubscriptionIn, subs: SubsDep, key: SubscribeKey) -> Subs
 
 
 @router.get("", response_model=SubscriptionPage, summary="List subscriptions (scope: read)")
-async def list_(subs: SubsDep, _: ReadKey, offset: Offset = 0, limit: Limit = 50) -> SubscriptionPage:
+async def list_(subs: SubsDep, _: ReadKey, offset: Offset = 0,
+                limit: Limit = 50) -> SubscriptionPage:
     items = await subs.all()
     return SubscriptionPage(items=[s.public() for s in items[offset:offset + limit]],
                             total=len(items), offset=offset, limit=limit)

@@ -1,0 +1,308 @@
+"""Inference benchmark: HF pipeline (one per call, batched) vs the yuqing worker.
+
+Same model weights, same texts, one run. Each variant runs in a fresh spawned process so
+its peak RSS (and CUDA peak memory) is its own and no thread pool or allocator state leaks
+between them. Latency per item = duration of the call that carried it: the pipeline call
+for (1) and (2), the ``submit_many`` micro-batch (an agent's ``stream.take``) for the
+worker, with several calls in flight as several partitions would have.
+
+Model: the registry's production version if there is one, else the base encoder with an
+untrained head (same cost per item; the JSON says which). Texts: ``bench.common.headlines``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PRESETS = {  # worker limits per device (the product reads YUQING_CLASSIFY_*)
+    "cpu": {"max_batch": 64, "max_tokens": 4096, "max_wait_ms": 20, "queue_size": 1024,
+            "pipeline_batch": 64, "call_size": 64, "calls_in_flight": 4},
+    "cuda": {"max_batch": 1024, "max_tokens": 65536, "max_wait_ms": 5, "queue_size": 32768,
+             "pipeline_batch": 256, "call_size": 512, "calls_in_flight": 16},
+}
+
+
+@dataclass
+class BenchArgs:
+    n: int = 2000
+    n_single: int = 300
+    device: str = "cpu"
+    backends: tuple[str, ...] = ("auto",)
+    tokenizer_threads: int = 2
+    compile_mode: str | None = None
+    registry: str = "var/models"
+    seed: int = 7
+    max_batch: int | None = None
+    max_tokens: int | None = None
+
+
+# ---- model loading (in each child) ---------------------------------------------------------
+def _load_model(args: BenchArgs, backend: str = "fp32"):
+    from models.sentiment import SentimentModel
+    from services.classify.model_watch import load_checkpoint, registry_pointer
+
+    try:
+        ref = registry_pointer(Path(args.registry))()
+    except Exception:
+        ref = None
+    if ref is not None:
+        model = load_checkpoint(ref, device=args.device, backend=backend)
+        return model, f"registry production {ref.version} ({ref.path})"
+    model = SentimentModel.untrained_for_tests(device=args.device)
+    if backend != "fp32":
+        model.set_backend(backend)
+    return model, "base encoder all-MiniLM-L6-v2 + untrained head (no production model found)"
+
+
+def _percentiles(lat_s: list[float]) -> tuple[float, float]:
+    a = np.asarray(lat_s) * 1000
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def _memory(device: str) -> dict[str, float]:
+    from bench.common import peak_rss_mb
+
+    out = {"peak_rss_mb": round(peak_rss_mb(), 1)}
+    if device == "cuda":
+        import torch
+
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+# ---- variants (each runs in its own process) ----------------------------------------------
+def _hf_pipeline(model: Any, device: str):
+    import logging
+
+    from transformers import AutoTokenizer, PreTrainedModel, pipeline
+    from transformers.modeling_outputs import SequenceClassifierOutput
+    from transformers.utils import logging as hf_logging
+
+    from models.sentiment.network import base_encoder_path
+
+    hf_logging.set_verbosity(logging.CRITICAL)  # "Wrapped is not supported" is expected
+    net = model.network
+    enc_cfg = net.encoder.config
+
+    class Wrapped(PreTrainedModel):  # the same network, behind the HF interface
+        config_class = type(enc_cfg)
+        base_model_prefix = "clf"
+
+        def __init__(self, config, clf):
+            super().__init__(config)
+            self.clf = clf
+
+        def forward(self, input_ids=None, attention_mask=None, **_):
+            return SequenceClassifierOutput(logits=self.clf(input_ids, attention_mask))
+
+    cfg = type(enc_cfg).from_dict(enc_cfg.to_dict())
+    cfg.id2label = dict(enumerate(model.labels))
+    cfg.label2id = {lab: i for i, lab in enumerate(model.labels)}
+    wrapped = Wrapped(cfg, net).eval()
+    tok = AutoTokenizer.from_pretrained(base_encoder_path())
+    return pipeline("text-classification", model=wrapped, tokenizer=tok,
+                    device=0 if device == "cuda" else -1, top_k=None,
+                    truncation=True, max_length=model.max_length)
+
+
+def run_pipeline_single(args: BenchArgs, texts: list[str]) -> dict:
+    model, _ = _load_model(args)
+    pipe = _hf_pipeline(model, args.device)
+    for t in texts[:5]:
+        pipe(t)
+    lat = []
+    t0 = time.perf_counter()
+    for t in texts:
+        s = time.perf_counter()
+        pipe(t)
+        lat.append(time.perf_counter() - s)
+    wall = time.perf_counter() - t0
+    p50, p99 = _percentiles(lat)
+    return {"name": "HF pipeline, one per call", "n": len(texts), "seq_per_s": len(texts) / wall,
+            "p50_ms": p50, "p99_ms": p99, "padding_ratio": 0.0, "wall_s": wall,
+            **_memory(args.device)}
+
+
+def run_pipeline_batched(args: BenchArgs, texts: list[str], batch: int) -> dict:
+    model, _ = _load_model(args)
+    pipe = _hf_pipeline(model, args.device)
+    pipe(texts[:batch], batch_size=batch)
+    lengths = model.lengths(texts)
+    lat: list[float] = []
+    pad_slots = real = 0
+    t0 = time.perf_counter()
+    for s in range(0, len(texts), batch):
+        part = texts[s : s + batch]
+        c = time.perf_counter()
+        pipe(part, batch_size=batch)
+        lat.extend([time.perf_counter() - c] * len(part))
+        ln = lengths[s : s + batch]
+        pad_slots += len(ln) * int(ln.max())
+        real += int(ln.sum())
+    wall = time.perf_counter() - t0
+    p50, p99 = _percentiles(lat)
+    return {"name": f"HF pipeline, batch_size={batch}", "n": len(texts),
+            "seq_per_s": len(texts) / wall, "p50_ms": p50, "p99_ms": p99,
+            "padding_ratio": 1 - real / pad_slots, "wall_s": wall, **_memory(args.device)}
+
+
+def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) -> dict:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from services.classify.metrics import classify_metrics
+    from services.classify.scorer import Scored
+    from services.classify.worker import InferenceWorker
+
+    model, _ = _load_model(args, backend)
+    got_backend = getattr(model, "backend", "fp32")
+    if backend not in ("auto", got_backend):
+        return {"name": f"yuqing worker ({backend})", "unavailable":
+                f"SentimentModel.set_backend({backend!r}) fell back to {got_backend}"}
+    call = preset["call_size"]
+
+    async def main() -> dict:
+        worker = InferenceWorker(
+            model,
+            max_batch=args.max_batch or preset["max_batch"],
+            max_tokens=args.max_tokens or preset["max_tokens"],
+            max_wait_ms=preset["max_wait_ms"], queue_size=preset["queue_size"],
+            tokenizer_threads=args.tokenizer_threads, compile_mode=args.compile_mode,
+            metrics=classify_metrics(CollectorRegistry()),
+        )
+        await worker.start()
+        await worker.submit_many(texts[: min(len(texts), 2 * call)][::-1])  # warm-up
+        worker.real_tokens = worker.padded_tokens = 0
+        batches0 = worker.batches
+        lat: list[float] = []
+        calls = [texts[s : s + call] for s in range(0, len(texts), call)]
+        it = iter(calls)
+        ok = 0
+
+        async def agent() -> None:
+            nonlocal ok
+            for part in it:
+                await worker.wait_for_room(len(part))
+                c = time.perf_counter()
+                res = await worker.submit_many(part)
+                lat.extend([time.perf_counter() - c] * len(part))
+                ok += sum(isinstance(r, Scored) for r in res)
+
+        in_flight = preset["calls_in_flight"]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(agent() for _ in range(in_flight)))
+        wall = time.perf_counter() - t0
+        await worker.stop()
+        p50, p99 = _percentiles(lat)
+        return {
+            "name": f"yuqing worker ({got_backend})", "n": len(texts),
+            "seq_per_s": len(texts) / wall, "p50_ms": p50, "p99_ms": p99,
+            "padding_ratio": 1 - worker.real_tokens / max(1, worker.padded_tokens),
+            "wall_s": wall, "batches": worker.batches - batches0, "scored": ok,
+            "cache_entries": sum(h[1].cache_len() for h in worker._helpers.values()),
+            "limits": {"max_batch": worker.limits.max_batch, "max_tokens": worker.limits.max_tokens,
+                       "max_wait_ms": preset["max_wait_ms"], "queue_size": worker.queue_size,
+                       "call_size": call, "calls_in_flight": in_flight,
+                       "tokenizer_threads": args.tokenizer_threads,
+                       "compile_mode": args.compile_mode},
+            **_memory(args.device),
+        }
+
+    return asyncio.run(main())
+
+
+def _child(fn_name: str, *a: Any) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return globals()[fn_name](*a)
+
+
+def _describe(args: BenchArgs, texts: list[str]) -> dict:
+    model, source = _load_model(args)
+    lengths = model.lengths(texts)
+    return {"source": source, "version": model.version, "max_length": model.max_length,
+            "mean_tokens": float(lengths.mean()), "max_tokens": int(lengths.max())}
+
+
+# ---- orchestration --------------------------------------------------------------------------
+def run(args: BenchArgs, progress: Any = None) -> dict:
+    """Run all variants; return the result dict (also what gets written as JSON)."""
+    from bench.common import headlines, machine
+
+    preset = PRESETS["cuda" if args.device.startswith("cuda") else "cpu"]
+    texts = headlines(args.n, seed=args.seed)
+    single = texts[: args.n_single]
+    jobs: list[tuple[str, tuple]] = [
+        ("_describe", (args, texts)),
+        ("run_pipeline_single", (args, single)),
+        ("run_pipeline_batched", (args, texts, preset["pipeline_batch"])),
+    ]
+    jobs += [("run_worker", (args, texts, b, preset)) for b in args.backends]
+    out: list[dict] = []
+    ctx = get_context("spawn")
+    for name, a in jobs:
+        if progress:
+            progress(name)
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            try:
+                out.append(pool.submit(_child, name, *a).result())
+            except Exception as e:  # one broken variant must not lose the others' figures
+                out.append({"name": name, "error": f"{type(e).__name__}: {e}"})
+    model_info, variants = out[0], out[1:]
+    base = variants[0].get("seq_per_s")
+    for v in variants:
+        if base and v.get("seq_per_s"):
+            v["speedup_vs_single"] = v["seq_per_s"] / base
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": args.device,
+        "machine": machine(),
+        "model": model_info,
+        "texts": {"generator": "bench.common.headlines", "seed": args.seed, "n": args.n,
+                  "n_single": len(single)},
+        "variants": variants,
+        "targets": {"cpu": ">= 5x one-per-call, peak RSS <= 1.5 GB",
+                    "cuda": ">= 50,000 seq/s end to end (H200)"},
+    }
+
+
+def table(result: dict):
+    from rich.table import Table
+
+    t = Table(title=f"inference on {result['device']} — {result['model'].get('source', '?')}")
+    for col in ("variant", "n", "seq/s", "x single", "p50 ms", "p99 ms", "padding", "peak RSS MB"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for v in result["variants"]:
+        if "seq_per_s" not in v:
+            why = v.get("unavailable") or v.get("error", "?")
+            t.add_row(v["name"], "", why, "", "", "", "", "")
+            continue
+        t.add_row(v["name"], str(v["n"]), f"{v['seq_per_s']:,.0f}",
+                  f"{v.get('speedup_vs_single', 0):.1f}x", f"{v['p50_ms']:.1f}",
+                  f"{v['p99_ms']:.1f}", f"{v['padding_ratio']:.0%}", f"{v['peak_rss_mb']:,.0f}")
+    return t
+
+
+def write(result: dict, output: Path | None) -> Path:
+    path = output or Path("bench/results") / f"inference-{result['device']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":  # python -m bench.inference (same as `yuqing bench inference`)
+    from services.classify.cli import app_for_module
+
+    app_for_module()()

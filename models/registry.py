@@ -1,0 +1,309 @@
+"""A file-system model registry: versioned folders + an atomically-updated production pointer.
+
+Layout under the registry root (the service default is ``var/models``)::
+
+    versions/<version>/          a checkpoint folder (see models.sentiment.network)
+        MODEL_CARD.md            data, parameters, results
+        metrics.json             metrics passed to ``register`` (frozen eval set results)
+    production.json              {"version", "path", "promoted_at", "history": [...]}
+    decisions.jsonl              one JSON line per promote/rollback decision, with reasons
+
+Why files and not a DB: the classify workers only need "which folder is production"
+and must survive a half-written update. The pointer is written to a temp file in
+the same directory, fsynced, then ``os.replace``d, so readers see the old or the
+new pointer, never a torn one. ``history`` keeps earlier production versions so
+``rollback`` needs no other state.
+
+The promotion gate (``Gate``): a candidate replaces production only if its macro-F1
+on the frozen eval set is at most ``f1_tolerance`` below production's AND its
+negative-class recall is not lower (negatives drive alerts; a regression there is
+the costly failure). Both numbers must come from the same eval set, which the
+metrics carry as ``eval_set``; mismatching sets refuse promotion.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from models.sentiment.config import CONFIG_FILE, ModelConfig
+
+POINTER = "production.json"
+DECISIONS = "decisions.jsonl"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot proceed; the message says what to do next."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str = "macro_f1"
+    f1_tolerance: float = 0.005
+    recall_label: str = "negative"
+    recall_tolerance: float = 0.0
+
+    def check(self, candidate: dict, production: dict | None) -> tuple[bool, list[str]]:
+        """(accepted, reasons). No production model: accepted if metrics are present."""
+        reasons: list[str] = []
+        try:
+            c_f1 = float(candidate[self.metric])
+            c_rec = float(candidate["per_class"][self.recall_label]["recall"])
+        except (KeyError, TypeError, ValueError):
+            return False, [f"candidate metrics lack {self.metric} / "
+                           f"per_class.{self.recall_label}.recall"]
+        if production is None:
+            return True, [f"no production model; candidate {self.metric}={c_f1:.4f}"]
+        ce, pe = candidate.get("eval_set"), production.get("eval_set")
+        if ce and pe and ce != pe:
+            return False, [f"eval sets differ (candidate {ce!r}, production {pe!r}): "
+                           "re-evaluate both on the frozen eval set"]
+        p_f1 = float(production[self.metric])
+        p_rec = float(production["per_class"][self.recall_label]["recall"])
+        ok = True
+        if c_f1 < p_f1 - self.f1_tolerance:
+            ok = False
+            reasons.append(f"{self.metric} {c_f1:.4f} < production {p_f1:.4f} - "
+                           f"tolerance {self.f1_tolerance}")
+        else:
+            reasons.append(f"{self.metric} {c_f1:.4f} vs production {p_f1:.4f} (ok within "
+                           f"{self.f1_tolerance})")
+        if c_rec < p_rec - self.recall_tolerance:
+            ok = False
+            reasons.append(f"{self.recall_label} recall {c_rec:.4f} < production {p_rec:.4f}")
+        else:
+            reasons.append(f"{self.recall_label} recall {c_rec:.4f} >= production {p_rec:.4f}")
+        return ok, reasons
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    path: Path
+    metrics: dict
+    created_at: str
+    production: bool = False
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def validate_checkpoint(path: Path) -> ModelConfig:
+    """Cheap structural check (config parses, weights present); raises RegistryError."""
+    if not path.is_dir():
+        raise RegistryError(f"model folder {path} is missing")
+    try:
+        cfg = ModelConfig.load(path)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        raise RegistryError(f"model folder {path} is corrupt: {e}") from e
+    need = ["head.safetensors", "tokenizer.json",
+            "adapter" if cfg.method == "lora" else "encoder"]
+    missing = [n for n in need if not (path / n).exists()]
+    if missing:
+        raise RegistryError(f"model folder {path} is corrupt: missing {', '.join(missing)}")
+    weights = list((path / need[2]).glob("*.safetensors")) + list((path / need[2]).glob("*.bin"))
+    if not weights or any(w.stat().st_size == 0 for w in weights):
+        raise RegistryError(f"model folder {path} is corrupt: no (or empty) weights in {need[2]}/")
+    return cfg
+
+
+class Registry:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+
+    # ---- reading ------------------------------------------------------------------------
+    def _pointer(self) -> dict | None:
+        p = self.root / POINTER
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise RegistryError(f"{p} is not valid JSON ({e}); fix or delete it") from e
+
+    def metrics(self, version: str) -> dict:
+        p = self.versions_dir / version / "metrics.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    def list(self) -> list[ModelVersion]:
+        if not self.versions_dir.is_dir():
+            return []
+        ptr = self._pointer() or {}
+        out = []
+        for d in sorted(self.versions_dir.iterdir()):
+            if not d.is_dir() or d.name.startswith("."):
+                continue
+            try:
+                created = ModelConfig.load(d).created_at
+            except (FileNotFoundError, ValueError, TypeError):
+                created = "corrupt"
+            out.append(ModelVersion(d.name, d, self.metrics(d.name), created,
+                                    d.name == ptr.get("version")))
+        return out
+
+    def production(self) -> tuple[Path, str]:
+        """(path, version) of the production model; RegistryError says what to do if none."""
+        ptr = self._pointer()
+        if not ptr or not ptr.get("version"):
+            raise RegistryError(
+                f"no production model in {self.root}: run `make model` or "
+                f"`python -m models.finetune.make_production --registry {self.root}`"
+            )
+        path = self.versions_dir / ptr["version"]
+        validate_checkpoint(path)
+        return path, ptr["version"]
+
+    # ---- writing ------------------------------------------------------------------------
+    def register(self, checkpoint_dir: str | Path, metrics: dict, version: str | None = None,
+                 card_extra: str = "") -> str:
+        """Copy a checkpoint into ``versions/<version>/`` with its metrics and model card."""
+        src = Path(checkpoint_dir)
+        cfg = validate_checkpoint(src)
+        version = version or cfg.version
+        if not version or version == "dev":
+            version = datetime.now(UTC).strftime("v%Y%m%d-%H%M%S")
+        if not _VERSION_RE.match(version):
+            raise RegistryError(f"invalid version name {version!r}")
+        dst = self.versions_dir / version
+        if dst.exists():
+            raise RegistryError(f"version {version} already exists in {self.root}")
+        tmp = self.versions_dir / f".{version}.incoming"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(src, tmp)
+        cfg.version = version  # the folder name is the version the predictor reports
+        cfg.save(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        (tmp / "MODEL_CARD.md").write_text(model_card(version, cfg, metrics, tmp, card_extra))
+        os.replace(tmp, dst)
+        return version
+
+    def _decide(self, record: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), **record}
+        with (self.root / DECISIONS).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def decisions(self) -> list[dict]:
+        p = self.root / DECISIONS
+        return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+
+    def promote(self, version: str, gate: Gate | None = Gate(), force: bool = False) -> bool:
+        """Make ``version`` production if the gate accepts it (``gate=None`` or ``force``:
+        skip the gate). Returns whether it was promoted; the decision is always logged."""
+        path = self.versions_dir / version
+        validate_checkpoint(path)  # corrupt/missing: raises, pointer untouched
+        ptr = self._pointer()
+        current = ptr.get("version") if ptr else None
+        if current == version:
+            return True
+        cand = self.metrics(version)
+        prod = self.metrics(current) if current else None
+        if gate is None or force:
+            accepted, reasons = True, ["gate skipped (forced)"]
+        else:
+            accepted, reasons = gate.check(cand, prod)
+        self._decide({"action": "promote", "candidate": version, "production": current,
+                      "accepted": accepted, "reasons": reasons})
+        if not accepted:
+            return False
+        history = (ptr or {}).get("history", [])
+        if current:
+            history = history + [current]
+        self._write_pointer(version, history)
+        return True
+
+    def rollback(self) -> str:
+        """Point production back at the previous production version; returns it."""
+        ptr = self._pointer()
+        history = list((ptr or {}).get("history", []))
+        if not ptr or not history:
+            raise RegistryError(f"nothing to roll back to in {self.root} (no earlier production)")
+        previous = history.pop()
+        validate_checkpoint(self.versions_dir / previous)
+        self._write_pointer(previous, history)
+        self._decide({"action": "rollback", "from": ptr.get("version"), "to": previous,
+                      "accepted": True, "reasons": ["manual rollback"]})
+        return previous
+
+    def _write_pointer(self, version: str, history: list[str]) -> None:
+        _atomic_write_text(self.root / POINTER, json.dumps({
+            "version": version, "path": str(Path("versions") / version),
+            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "history": history[-20:]}, indent=2) + "\n")
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def model_card(version: str, cfg: ModelConfig, metrics: dict, folder: Path, extra: str = "") -> str:
+    t = cfg.training or {}
+    lines = [f"# Model card: {version}", "",
+             "Financial-news sentiment classifier (negative / neutral / positive) for yuqing.", "",
+             "## Model", "",
+             f"- base encoder: `{cfg.base_model}` (all-MiniLM-L6-v2, 22.7M params)",
+             f"- method: {cfg.method}" + (f" (LoRA r={cfg.lora['r']}, alpha={cfg.lora['alpha']})"
+                                         if cfg.lora else ""),
+             f"- pooling: {cfg.pooling}, max_length: {cfg.max_length} tokens, "
+             f"normalisation v{cfg.normalization_version}",
+             f"- labels: {', '.join(cfg.labels)}",
+             f"- artifact size: {_dir_size(folder) / 1e6:.1f} MB", f"- created: {cfg.created_at}",
+             "", "## Training data", ""]
+    data = t.get("data") or {}
+    if data:
+        for k, v in data.items():
+            lines.append(f"- {k}: {v}")
+    else:
+        lines.append("- (not recorded)")
+    lines += ["", "## Parameters", ""]
+    for k in ("lr", "epochs", "batch_size", "weight_decay", "label_smoothing", "class_weighting",
+              "freeze_embeddings", "seed", "steps", "best_step", "train_seconds", "train_rows",
+              "dev_rows"):
+        if k in t:
+            lines.append(f"- {k}: {t[k]}")
+    lines += ["", "## Results", ""]
+    evals = metrics.get("evals") if isinstance(metrics.get("evals"), dict) else {"eval": metrics}
+    for name, m in evals.items():
+        if not isinstance(m, dict) or "accuracy" not in m:
+            continue
+        lines.append(f"### {name} (n={m.get('n')})")
+        lines.append("")
+        lines.append(f"accuracy {m['accuracy']:.4f} · macro-F1 {m['macro_f1']:.4f} · "
+                     f"ECE {m.get('ece', float('nan')):.4f}")
+        lines.append("")
+        lines.append("| class | precision | recall | F1 | support |")
+        lines.append("| --- | --- | --- | --- | --- |")
+        for c, v in m.get("per_class", {}).items():
+            lines.append(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
+                         f"{v['support']} |")
+        lines.append("")
+    lines += ["## Limitations", "",
+              "Trained on short English finance tweets/headlines; long documents are truncated "
+              f"to {cfg.max_length} tokens; non-English text scores near the prior.", ""]
+    if extra:
+        lines += [extra, ""]
+    return "\n".join(lines)
+
+
+def check_config_file(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file()

@@ -1,0 +1,79 @@
+"""Alerts agent: ``docs.scored`` batches -> spike detector -> ``yuqing.alerts`` + ES alerts index.
+
+Order inside one batch, chosen so a crash anywhere repeats work but never loses or doubles
+it: (1) the detector counts the batch idempotently in Redis and judges the touched series,
+(2) the alerts are sent to Kafka (awaited until acknowledged) and indexed in Elasticsearch
+(``_id`` = alert id), (3) the baselines are saved, (4) the agent moves on and Faust acks
+the batch. A crash before (3) re-judges the same windows with the same counts on redelivery
+and produces the same alert ids.
+"""
+from __future__ import annotations
+
+import logging
+
+import faust
+from redis.asyncio import Redis
+
+from services.alerts import rules
+from services.alerts.detector import AlertDetector
+from services.app import raw_topic
+from services.classify.agent import parse_batch
+from services.core.config import Settings
+from services.core.effects import until_durable
+from services.core.schemas import Alert, ScoredDoc
+from services.core.topics import Record, deliver
+from services.index.agent import build_sink, es_client
+
+log = logging.getLogger(__name__)
+
+
+def rule_config(settings: Settings) -> rules.RuleConfig:
+    return rules.RuleConfig(window_s=settings.alert_window_s, min_count=settings.alert_min_count,
+                            cooldown_s=settings.alert_cooldown_s,
+                            warmup_windows=settings.alert_warmup_windows)
+
+
+def build_detector(settings: Settings, redis: Redis) -> AlertDetector:
+    return AlertDetector(redis, settings.redis_prefix, rule_config(settings),
+                         lateness_s=settings.alert_lateness_s,
+                         ttl_s=settings.trends_retention_h * 3600)
+
+
+def alert_records(settings: Settings, alerts: list[Alert]) -> list[Record]:
+    return [(settings.topic_alerts, a.entity.encode(), a.model_dump_json().encode())
+            for a in alerts]
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    topic = raw_topic(app, settings.topic_docs_scored)
+
+    @app.agent(topic, name="alerts")
+    async def alerts(stream: faust.StreamT) -> None:
+        redis = Redis.from_url(settings.redis_url)
+        es = es_client(settings)
+        sink = build_sink(settings, es)
+        detector = build_detector(settings, redis)
+        fired = 0
+        try:
+            async for events in stream.take_events(settings.es_bulk_max_docs,
+                                                   within=settings.sink_max_wait_ms / 1000):
+                docs, _dead = parse_batch(settings, events, ScoredDoc, "alerts")
+                good = [d for d in docs if d is not None]
+                if not good:
+                    continue
+                found = await until_durable("alerts detect", lambda g=good: detector.observe(g))
+                if found:
+                    await until_durable("alerts deliver",
+                                        lambda f=found: deliver(app.producer,
+                                                                alert_records(settings, f)))
+                    await until_durable("alerts index", lambda f=found: sink.index_alerts(f))
+                    for a in found:
+                        log.warning("ALERT %s %s/%s %s: %d negative in window %s (z=%.1f)",
+                                    a.alert_id, a.entity, a.topic, a.severity, a.negative_count,
+                                    a.window_start.isoformat(), a.score)
+                    fired += len(found)
+                await until_durable("alerts state", detector.commit)
+        finally:
+            log.info("alerts: %d alerts emitted", fired)
+            await redis.aclose()
+            await es.close()

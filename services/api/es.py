@@ -1,0 +1,31 @@
+"""Elasticsearch calls of the API, with client errors translated into yuqing's error tree."""
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, TransportError
+
+from services.core.errors import BackendRejected, BackendUnavailable
+
+
+async def search(es: AsyncElasticsearch, index: str, *, query: dict[str, Any],
+                 sort: list[Any] | None, offset: int, limit: int,
+                 highlight: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A paged search that treats a missing index as empty (nothing indexed yet)."""
+    try:
+        res = await es.search(index=index, query=query, sort=sort, from_=offset, size=limit,
+                              track_total_hits=True, ignore_unavailable=True,
+                              allow_no_indices=True, highlight=highlight)
+    except BadRequestError as exc:
+        raise BackendRejected(str(exc.message), "elasticsearch") from exc
+    except (TransportError, ApiError) as exc:
+        raise BackendUnavailable(str(exc), "elasticsearch") from exc
+    return res.body
+
+
+async def ping(es: AsyncElasticsearch) -> bool:
+    try:
+        health = await es.cluster.health(timeout="2s")
+    except (TransportError, ApiError):
+        return False
+    return health.get("status") in ("green", "yellow")

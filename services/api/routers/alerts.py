@@ -1,0 +1,55 @@
+"""``/v1/alerts``: recent alerts from the alerts index, filtered and paged."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
+from services.api.es import search
+from services.api.params import WINDOW_PATTERN, time_range
+from services.core.schemas import SEVERITY_ORDER, Severity
+
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+
+
+class AlertPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+@router.get("", response_model=AlertPage, summary="Recent alerts, newest first (scope: read)")
+async def list_alerts(request: Request, es: ESDep, settings: SettingsDep, _: ReadKey,
+                      entity: Annotated[str | None, Query(
+                          min_length=1, max_length=16,
+                          pattern=r"^\$?[A-Za-z0-9.\-]+$|^\*$")] = None,
+                      topic: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+                      min_severity: Severity = "info",
+                      window: Annotated[str | None, Query(pattern=WINDOW_PATTERN)] = None,
+                      since: datetime | None = None, until: datetime | None = None,
+                      offset: Offset = 0, limit: Limit = 50) -> AlertPage:
+    start, end = time_range(since, until, window, settings.api_max_range_days,
+                            default_window=None)
+    filters: list[dict[str, Any]] = [{"terms": {"severity": [
+        s for s, n in SEVERITY_ORDER.items() if n >= SEVERITY_ORDER[min_severity]]}}]
+    if entity is not None:
+        value = entity if entity == "*" else await request.app.state.entities.resolve(entity)
+        filters.append({"term": {"entity": value}})
+    if topic is not None:
+        filters.append({"term": {"topic": topic}})
+    if start or end:
+        rng: dict[str, str] = {}
+        if start:
+            rng["gte"] = start.isoformat()
+        if end:
+            rng["lt"] = end.isoformat()
+        filters.append({"range": {"created_at": rng}})
+    res = await search(es, settings.es_alerts_index, query={"bool": {"filter": filters}},
+                       sort=[{"created_at": "desc"}, {"alert_id": "asc"}], offset=offset,
+                       limit=limit)
+    items = [h["_source"] for h in res["hits"]["hits"]]
+    return AlertPage(items=items, total=res["hits"]["total"]["value"], offset=offset, limit=limit)

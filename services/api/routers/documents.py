@@ -1,0 +1,107 @@
+"""``/v1/documents``: search the indexed documents (text, entity, label, source, time range)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel
+
+from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
+from services.api.es import search
+from services.api.params import WINDOW_PATTERN, time_range
+from services.core.schemas import Label
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+_FIELDS = ["doc_id", "kind", "source", "title", "text", "url", "author", "published_at",
+           "entities", "topics", "sentiment", "duplicates", "lang"]
+
+
+class DocumentPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+def _item(hit: dict[str, Any]) -> dict[str, Any]:
+    src = hit["_source"]
+    out = {k: src.get(k) for k in _FIELDS if k in src}
+    out["doc_id"] = src.get("doc_id", hit["_id"])
+    if hit.get("_score") is not None:
+        out["score"] = hit["_score"]
+    if hit.get("highlight"):
+        out["highlight"] = hit["highlight"]
+    return out
+
+
+@router.get("", response_model=DocumentPage, summary="Search indexed documents (scope: read)")
+async def search_documents(
+        request: Request, es: ESDep, settings: SettingsDep, _: ReadKey,
+        q: Annotated[str | None, Query(min_length=1, max_length=500,
+                                       description="Words or phrases in title/text "
+                                                   "(simple query syntax)")] = None,
+        entity: Annotated[str | None, Query(min_length=1, max_length=16,
+                                            pattern=r"^\$?[A-Za-z0-9.\-]+$")] = None,
+        label: Label | None = None,
+        source: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        kind: Literal["news", "comment"] | None = None,
+        topic: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        window: Annotated[str | None, Query(pattern=WINDOW_PATTERN)] = None,
+        since: datetime | None = None, until: datetime | None = None,
+        sort: Literal["newest", "relevance", "most_negative"] = "newest",
+        offset: Offset = 0, limit: Limit = 20) -> DocumentPage:
+    start, end = time_range(since, until, window, settings.api_max_range_days,
+                            default_window=None)
+    must: list[dict[str, Any]] = []
+    filters: list[dict[str, Any]] = []
+    if q is not None:
+        must.append({"simple_query_string": {"query": q, "fields": ["title^2", "text"],
+                                             "default_operator": "and"}})
+    if entity is not None:
+        filters.append({"term": {"entities": await request.app.state.entities.resolve(entity)}})
+    if label is not None:
+        filters.append({"term": {"sentiment.label": label}})
+    if source is not None:
+        filters.append({"term": {"source": source}})
+    if kind is not None:
+        filters.append({"term": {"kind": kind}})
+    if topic is not None:
+        filters.append({"term": {"topics": topic}})
+    if start or end:
+        rng: dict[str, str] = {}
+        if start:
+            rng["gte"] = start.isoformat()
+        if end:
+            rng["lt"] = end.isoformat()
+        filters.append({"range": {"published_at": rng}})
+    sort_spec: list[Any] | None
+    if sort == "relevance":
+        sort_spec = ["_score", {"published_at": "desc"}]
+    elif sort == "most_negative":
+        sort_spec = [{"sentiment.negative": "desc"}, {"published_at": "desc"}]
+    else:
+        sort_spec = [{"published_at": "desc"}, {"doc_id": "asc"}]
+    res = await search(es, settings.es_index_prefix,
+                       query={"bool": {"must": must or [{"match_all": {}}], "filter": filters}},
+                       sort=sort_spec, offset=offset, limit=limit,
+                       highlight={"fields": {"text": {}, "title": {}}} if q else None)
+    return DocumentPage(items=[_item(h) for h in res["hits"]["hits"]],
+                        total=res["hits"]["total"]["value"], offset=offset, limit=limit)
+
+
+async def find_document(es: Any, alias: str, doc_id: str) -> dict[str, Any] | None:
+    res = await search(es, alias, query={"ids": {"values": [doc_id]}}, sort=None, offset=0,
+                       limit=1)
+    hits = res["hits"]["hits"]
+    return _item(hits[0]) if hits else None
+
+
+@router.get("/{doc_id:path}", response_model=dict[str, Any], summary="One document (scope: read)")
+async def get_document(doc_id: Annotated[str, Path(min_length=1, max_length=600)], es: ESDep,
+                       settings: SettingsDep, _: ReadKey) -> dict[str, Any]:
+    doc = await find_document(es, settings.es_index_prefix, doc_id)
+    if doc is None:
+        raise HTTPException(404, f"document {doc_id!r} not found")
+    return doc

@@ -1,0 +1,242 @@
+"""Which model serves, and hot swaps when the registry's production pointer moves.
+
+The worker asks its provider for ``current()`` once per batch, so a swap lands *between*
+batches: every item is scored exactly once, by one model, and carries that model's
+version. A new version is loaded and warmed up off the event loop while the old one keeps
+serving; if loading fails, the failure is logged and counted, the old model stays, and the
+same broken version is not retried until the pointer changes again.
+
+The product never serves an untrained head: with no production model, :func:`load_initial`
+raises :class:`ModelLoadError` that says how to get one.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from models.sentiment import SentimentModel
+from services.classify.metrics import ClassifyMetrics
+from services.core.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+POINTER_FILE = "production.json"
+HOW_TO_GET_A_MODEL = (
+    "train and promote one with `make model` (or `yuqing train ...`), "
+    "or point YUQING_MODEL_PATH at a checkpoint folder"
+)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    version: str
+    path: Path
+
+
+class ModelProvider(Protocol):
+    def current(self) -> SentimentModel: ...
+
+
+class StaticModel:
+    """Always the same model (tests, benchmarks, ``YUQING_MODEL_PATH``)."""
+
+    def __init__(self, model: SentimentModel) -> None:
+        self.model = model
+
+    def current(self) -> SentimentModel:
+        return self.model
+
+
+def registry_pointer(registry: Path) -> Callable[[], ModelRef | None]:
+    """A function returning the registry's production version, or ``None`` if there is none.
+
+    Uses ``models.registry`` when it is installed (the ML engineer's registry API), else
+    reads ``<registry>/production.json`` = ``{"version": ..., "path": ...}`` (``path``
+    relative to the registry folder or absolute).
+    """
+    registry = Path(registry)
+    api = _registry_api(registry)
+    if api is not None:
+        return api
+
+    def read() -> ModelRef | None:
+        pointer = registry / POINTER_FILE
+        try:
+            data = json.loads(pointer.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelLoadError(f"{pointer} is unreadable ({e}); re-promote a version") from e
+        try:
+            path = Path(data["path"])
+            return ModelRef(str(data["version"]), path if path.is_absolute() else registry / path)
+        except (KeyError, TypeError) as e:
+            raise ModelLoadError(f"{pointer} lacks 'version'/'path' ({e})") from e
+
+    return read
+
+
+def _registry_api(registry: Path) -> Callable[[], ModelRef | None] | None:
+    try:
+        from models import registry as reg  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    fn = getattr(reg, "production", None)
+    if not callable(fn):
+        return None
+
+    def read() -> ModelRef | None:
+        got = fn(registry)
+        if got is None:
+            return None
+        version = getattr(got, "version", None)
+        path = getattr(got, "path", None)
+        if version is None or path is None:
+            return None
+        return ModelRef(str(version), Path(path))
+
+    return read
+
+
+def load_checkpoint(ref: ModelRef, device: str = "auto", backend: str = "auto") -> SentimentModel:
+    """Load and warm up ``ref``; every failure becomes a ModelLoadError naming the folder."""
+    try:
+        model = SentimentModel.from_checkpoint(ref.path, device=device, backend=backend)
+        model.predict_batch(["warm-up", "the model answers before it is swapped in"])
+    except ModelLoadError:
+        raise
+    except Exception as e:  # corrupt weights, missing files, CUDA OOM...
+        raise ModelLoadError(f"cannot load model {ref.version} from {ref.path}: {e}") from e
+    if ref.version not in ("?", model.version):
+        log.warning("registry says version %s but %s/yuqing_model.json says %s; serving as %s",
+                    ref.version, ref.path, model.version, model.version)
+    return model
+
+
+class ModelWatcher:
+    """Serves the production model and follows the pointer (see module docstring)."""
+
+    def __init__(
+        self,
+        pointer: Callable[[], ModelRef | None],
+        load: Callable[[ModelRef], SentimentModel],
+        poll_s: float = 5.0,
+        metrics: ClassifyMetrics | None = None,
+        describe: str = "the model registry",
+    ) -> None:
+        self._pointer = pointer
+        self._load = load
+        self.poll_s = poll_s
+        self.metrics = metrics
+        self.describe = describe
+        self._model: SentimentModel | None = None
+        self._ref: ModelRef | None = None
+        self._failed: ModelRef | None = None
+        self.last_error: str | None = None
+        self.swaps = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def current(self) -> SentimentModel:
+        if self._model is None:
+            raise ModelLoadError("no model loaded yet: await ModelWatcher.start() first")
+        return self._model
+
+    @property
+    def ref(self) -> ModelRef | None:
+        return self._ref
+
+    async def start(self) -> SentimentModel:
+        """Load the production model (raises ModelLoadError if there is none or it is broken)
+        and start polling."""
+        ref = await asyncio.to_thread(self._pointer)
+        if ref is None:
+            raise ModelLoadError(f"no production model in {self.describe}: {HOW_TO_GET_A_MODEL}")
+        model = await asyncio.to_thread(self._load, ref)
+        self._install(ref, model)
+        if self.poll_s > 0:
+            self._task = asyncio.create_task(self._poll(), name="yuqing-model-watch")
+        return model
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def check_once(self) -> bool:
+        """Look at the pointer once; swap if it moved. True if a swap happened."""
+        try:
+            ref = await asyncio.to_thread(self._pointer)
+        except Exception as e:
+            self._report(None, e)
+            return False
+        if ref is None or ref == self._ref or ref == self._failed:
+            return False
+        t0 = time.perf_counter()
+        try:
+            model = await asyncio.to_thread(self._load, ref)
+        except Exception as e:
+            self._report(ref, e)
+            return False
+        old = self._ref
+        self._install(ref, model)
+        self.swaps += 1
+        if self.metrics is not None:
+            self.metrics.model_swaps.inc()
+        log.info("model swapped %s -> %s (loaded in %.1fs)",
+                 old.version if old else None, ref.version, time.perf_counter() - t0)
+        return True
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            await self.check_once()
+
+    def _install(self, ref: ModelRef, model: SentimentModel) -> None:
+        self._model, self._ref, self._failed, self.last_error = model, ref, None, None
+        if self.metrics is not None:
+            self.metrics.set_model(model.version, getattr(model, "backend", "?"), str(model.device))
+
+    def _report(self, ref: ModelRef | None, e: BaseException) -> None:
+        self._failed = ref
+        self.last_error = str(e)
+        if self.metrics is not None:
+            self.metrics.model_load_failures.inc()
+        serving = self._ref.version if self._ref else None
+        log.error("model %s failed to load, still serving %s: %s",
+                  ref.version if ref else "pointer", serving, e)
+
+
+async def production_provider(
+    registry: Path,
+    model_path: Path | None,
+    device: str = "auto",
+    backend: str = "auto",
+    poll_s: float = 5.0,
+    metrics: ClassifyMetrics | None = None,
+) -> StaticModel | ModelWatcher:
+    """What the product serves: a fixed checkpoint if ``model_path`` is set, else the
+    registry's production version, followed by a started :class:`ModelWatcher`."""
+    if model_path is not None:
+        ref = ModelRef(version="?", path=Path(model_path))
+        model = await asyncio.to_thread(load_checkpoint, ref, device, backend)
+        if metrics is not None:
+            metrics.set_model(model.version, getattr(model, "backend", "?"), str(model.device))
+        return StaticModel(model)
+    watcher = ModelWatcher(
+        registry_pointer(registry),
+        lambda ref: load_checkpoint(ref, device, backend),
+        poll_s=poll_s,
+        metrics=metrics,
+        describe=f"the registry {registry}",
+    )
+    await watcher.start()
+    return watcher

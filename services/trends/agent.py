@@ -1,0 +1,47 @@
+"""Trends agent: ``docs.scored`` batches -> per-minute sentiment buckets in Redis.
+
+``TrendStore.record`` is idempotent per ``doc_id`` (one Lua call checks and counts), so a
+batch redelivered after a crash changes nothing; the agent moves on (letting Faust ack the
+batch) only after ``record`` returned. See ``services.app`` for the offset rules.
+"""
+from __future__ import annotations
+
+import logging
+
+import faust
+from redis.asyncio import Redis
+
+from services.app import raw_topic
+from services.classify.agent import parse_batch
+from services.core.config import Settings
+from services.core.effects import until_durable
+from services.core.schemas import ScoredDoc
+from services.trends.store import TrendStore
+
+log = logging.getLogger(__name__)
+
+
+def build_store(settings: Settings, redis: Redis) -> TrendStore:
+    return TrendStore(redis, settings.redis_prefix, settings.trends_retention_h * 3600)
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    topic = raw_topic(app, settings.topic_docs_scored)
+
+    @app.agent(topic, name="trends")
+    async def trends(stream: faust.StreamT) -> None:
+        redis = Redis.from_url(settings.redis_url)
+        store = build_store(settings, redis)
+        counted = 0
+        try:
+            async for events in stream.take_events(settings.es_bulk_max_docs,
+                                                   within=settings.sink_max_wait_ms / 1000):
+                docs, _dead = parse_batch(settings, events, ScoredDoc, "trends")
+                good = [d for d in docs if d is not None]
+                if good:
+                    counted += await until_durable("trends record", lambda g=good: store.record(g))
+                # malformed scored docs are dead-lettered once, by the index agent
+        finally:
+            log.info("trends: %d new documents counted", counted)
+            await redis.aclose()
+

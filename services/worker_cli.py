@@ -1,0 +1,67 @@
+"""``yuqing worker``: run the stream-processing agents (also ``python -m services.worker_cli``).
+
+Settings come from the environment (``YUQING_*``, see ``services/core/config.py``); the role
+picks which agents this process runs. Topics are created first if missing. Stop with Ctrl-C
+(SIGINT/SIGTERM): acknowledged batches are committed; an unfinished batch is delivered again
+to the next worker, which is safe because every effect is idempotent (``services/app.py``).
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import typer
+
+from services.app import ROLE_CHOICES, create_app
+from services.core.config import Settings, get_settings
+from services.core.errors import BackendUnavailable
+from services.core.topics import ensure_topics
+
+
+def run_worker(settings: Settings, role: str) -> None:
+    """Blocks until the worker is stopped; exits the process with Faust's exit code."""
+    import faust
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(ensure_topics(settings))
+    except BackendUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    app = create_app(settings, role)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, loop=loop,
+                          redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+def worker(
+    role: str = typer.Option(None, "--role", "-r",
+                             help=f"Agents to run: {', '.join(ROLE_CHOICES)} "
+                                  "(default: YUQING_WORKER_ROLE, else all)."),
+) -> None:
+    """Run stream-processing agents (ingest, classify, sink = trends + index, alerts)."""
+    settings = get_settings()
+    role = role or settings.worker_role
+    if role not in ROLE_CHOICES:
+        typer.echo(f"error: unknown role {role!r}; choose one of {', '.join(ROLE_CHOICES)}",
+                   err=True)
+        raise typer.Exit(2)
+    run_worker(settings, role)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+    from services.feed.cli import register as register_feed
+
+    register_feed(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli = typer.Typer(add_completion=False)
+    cli.command()(worker)
+    cli(args=argv if argv is not None else sys.argv[1:], prog_name="python -m services.worker_cli")
+
+
+if __name__ == "__main__":
+    main()

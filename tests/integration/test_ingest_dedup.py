@@ -1,0 +1,81 @@
+"""DedupStore and the Ingestor against the real Redis: first writer wins, redelivery-safe."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from services.core.errors import BackendUnavailable
+from services.core.schemas import SourceRef
+from services.ingest.dedup import DedupStore
+from services.ingest.entities import EntityLinker
+from services.ingest.pipeline import Duplicate, Forward, Ingestor, Reject
+from services.ingest.topics import TopicTagger
+
+pytestmark = pytest.mark.integration
+
+ORIGIN = SourceRef(topic="t", partition=0, offset=1)
+
+
+async def test_first_writer_wins_and_redelivery_is_not_a_duplicate(redis: Redis,
+                                                                   redis_ns: str) -> None:
+    store = DedupStore(redis, redis_ns, window_s=60)
+    first = await store.check("fp1", "news:a:1")
+    assert (first.is_duplicate, first.original_doc_id) == (False, "news:a:1")
+    # The same document again (redelivered after a crash): still the original.
+    assert not first.redelivered
+    again = await store.check("fp1", "news:a:1")
+    assert (again.is_duplicate, again.original_doc_id, again.redelivered) == \
+        (False, "news:a:1", True)
+    copy = await store.check("fp1", "news:b:7")
+    assert (copy.is_duplicate, copy.original_doc_id) == (True, "news:a:1")
+    assert await store.duplicates("news:a:1") == 1
+    # A redelivered copy is not counted twice; a second copy is.
+    await store.check("fp1", "news:b:7")
+    assert await store.duplicates("news:a:1") == 1
+    await store.check("fp1", "news:c:9")
+    assert await store.duplicates_many(["news:a:1", "news:zzz"]) == {"news:a:1": 2, "news:zzz": 0}
+    # Another story is independent.
+    assert not (await store.check("fp2", "news:b:7")).is_duplicate
+    # Keys expire with the window.
+    ttl = await redis.ttl(f"{redis_ns}:dedup:fp:fp1")
+    assert 0 < ttl <= 60
+
+
+def _news(id_: str, source: str, title: str, body: str) -> bytes:
+    return json.dumps({"id": id_, "source": source, "published_at": "2026-11-29T06:00:00Z",
+                       "title": title, "body": body}).encode()
+
+
+async def test_ingestor_drops_syndicated_copies(redis: Redis, redis_ns: str) -> None:
+    ing = Ingestor(EntityLinker.from_file(), TopicTagger.from_file(),
+                   DedupStore(redis, redis_ns, 300), max_bytes=100_000, max_chars=5000)
+    body = "Alibaba said on Thursday its quarterly revenue rose 8%, beating analysts' estimates."
+    orig = await ing.process(_news("1", "reuters", "Alibaba beats estimates - Reuters",
+                                   "HANGZHOU (Reuters) - " + body), None, "news", ORIGIN)
+    assert isinstance(orig, Forward)
+    assert orig.doc.entities == ["BABA"]
+    copy = await ing.process(_news("x9", "yahoo", "Alibaba beats estimates", body + " "),
+                             None, "news", ORIGIN)
+    assert isinstance(copy, Duplicate)
+    assert (copy.doc_id, copy.original_doc_id) == ("news:yahoo:x9", "news:reuters:1")
+    # Redelivery of the original goes through again and now carries the copy count.
+    again = await ing.process(_news("1", "reuters", "Alibaba beats estimates - Reuters",
+                                    "HANGZHOU (Reuters) - " + body), None, "news", ORIGIN)
+    assert isinstance(again, Forward)
+    assert again.doc.duplicates == 1
+    other = await ing.process(_news("2", "reuters", "Tencent misses estimates", body),
+                              None, "news", ORIGIN)
+    assert isinstance(other, Forward)
+    bad = await ing.process(b"{", None, "news", ORIGIN)
+    assert isinstance(bad, Reject)
+
+
+async def test_redis_down_is_backend_unavailable(redis_ns: str) -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(BackendUnavailable):
+            await DedupStore(dead, redis_ns, 60).check("fp", "news:a:1")
+    finally:
+        await dead.aclose()
