@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from models.sentiment.config import CONFIG_FILE, ModelConfig
+from models.sentiment.config import ModelConfig
 
 POINTER = "production.json"
 DECISIONS = "decisions.jsonl"
@@ -305,5 +305,22 @@ def model_card(version: str, cfg: ModelConfig, metrics: dict, folder: Path, extr
     return "\n".join(lines)
 
 
-def check_config_file(path: Path) -> bool:
-    return (path / CONFIG_FILE).is_file()
+
+
+
+
+@dataclass(frozen=True)
+class ProductionRef:
+    version: str
+    path: Path
+
+
+def production(root: str | Path) -> ProductionRef | None:
+    """Module-level convenience for servers polling the pointer: the production
+    (version, path) or None when nothing is promoted yet. A corrupt pointer or model
+    folder raises RegistryError (the caller keeps serving its current model)."""
+    reg = Registry(root)
+    if reg._pointer() is None:
+        return None
+    path, version = reg.production()
+    return ProductionRef(version, path)

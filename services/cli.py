@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from services import worker_cli
+from services import cli_models, worker_cli
 from services.api import cli as api_cli
 from services.classify import cli as classify_cli
 from services.core import cli as core_cli
@@ -28,3 +28,4 @@ ingest_cli.register(app)
 index_cli.register(app)
 worker_cli.register(app)  # worker, replay, feed, demo
 classify_cli.register(app)  # bench inference
+cli_models.register(app)  # train, eval, classify, models list|promote|rollback

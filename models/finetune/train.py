@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.finetune.data import Example, balance_report
+from models.finetune.datasets import Example, balance_report
 from models.finetune.metrics import classification_metrics, format_metrics
 from models.sentiment.config import BASE_PACKAGE, ModelConfig
 from models.sentiment.network import build_classifier, save_checkpoint, tokenizer_file
@@ -133,14 +133,12 @@ def apply_lora(model, cfg: TrainConfig) -> dict:
     return lora
 
 
-def evaluate_network(model, enc_tok, examples, device, cfg_model, batch_size=128) -> dict:
-    sm = SentimentModel.__new__(SentimentModel)  # lightweight wrapper around a live network
-    sm.network, sm.device, sm.labels, sm.text_encoder = model, device, cfg_model.labels, enc_tok
-    sm._runner = sm._torch_runner
-    model.eval()
-    probs, _ = sm.predict_proba([ex.text for ex in examples], batch_size)
+def evaluate_network(scorer: SentimentModel, examples: list[Example], batch_size: int = 128) -> dict:
+    """Dev-set metrics through the serving code path (same normalisation + tokeniser)."""
+    scorer.network.eval()
+    probs, _ = scorer.predict_proba([ex.text for ex in examples], batch_size)
     y = np.array([LABELS.index(ex.label) for ex in examples])
-    return classification_metrics(y, probs, cfg_model.labels)
+    return classification_metrics(y, probs, scorer.labels)
 
 
 def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
@@ -170,6 +168,7 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
 
     # ---- data: tokenise once, batches are slices re-trimmed to their longest row --------
     tok = TextEncoder(tokenizer_file(cfg.base), cfg.max_length)
+    scorer = SentimentModel(model, mcfg, tokenizer_file(cfg.base))  # wraps the live network
     enc = tok.encode([ex.text for ex in train_set])
     y = np.array([LABELS.index(ex.label) for ex in train_set], dtype=np.int64)
     n = len(y)
@@ -229,7 +228,7 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
             bar.set_postfix(loss=f"{ema:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}",
                             best_f1=f"{max(best_f1, 0):.4f}")
             if step % eval_every == 0 or step == total_steps:
-                m = evaluate_network(model, tok, dev_set, device, mcfg)
+                m = evaluate_network(scorer, dev_set)
                 rec = {"step": step, "epoch": round(step / steps_per_epoch, 3),
                        "train_loss_ema": round(ema, 5), "dev_accuracy": m["accuracy"],
                        "dev_macro_f1": m["macro_f1"],
@@ -257,7 +256,7 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
                      "train_seconds": round(train_seconds, 1), "train_rows": n,
                      "dev_rows": len(dev_set), "data": cfg.data}
     model.eval()
-    dev_metrics = evaluate_network(model, tok, dev_set, device, mcfg)
+    dev_metrics = evaluate_network(scorer, dev_set)
     out = save_checkpoint(model.cpu(), out_dir, copy.deepcopy(mcfg))
     (out / "train_history.json").write_text(json.dumps(history, indent=2) + "\n")
     print(format_metrics("dev (best checkpoint)", dev_metrics))

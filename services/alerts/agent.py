@@ -59,9 +59,12 @@ def register(app: faust.App, settings: Settings) -> None:
                                                    within=settings.sink_max_wait_ms / 1000):
                 docs, _dead = parse_batch(settings, events, ScoredDoc, "alerts")
                 good = [d for d in docs if d is not None]
+                parts = [ev.message.partition
+                         for d, ev in zip(docs, events, strict=True) if d is not None]
                 if not good:
                     continue
-                found = await until_durable("alerts detect", lambda g=good: detector.observe(g))
+                found = await until_durable("alerts detect",
+                                            lambda g=good, p=parts: detector.observe(g, p))
                 if found:
                     await until_durable("alerts deliver",
                                         lambda f=found: deliver(app.producer,

@@ -12,7 +12,8 @@ Flow (every arrow is a Redis transaction on keys that share the subscription's h
 * Groups and outbox items live in Redis, so a restarted worker sends what was due and resends
   only what was not confirmed, with the same ``X-Yuqing-Delivery`` id for the receiver to dedupe.
 * Each subscription has its own sender task and every request its own timeout: one slow or
-  failing webhook never delays the others.
+  failing webhook never delays the others. With several workers, a per-subscription lease in
+  Redis lets exactly one of them send for a subscription at a time.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +35,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -56,6 +60,20 @@ log = logging.getLogger(__name__)
 SEEN_TTL_S = 7 * 86400
 MAX_GROUP_ALERTS = 500
 
+# Take the lease if free, extend it if ours; 1 = we hold it.
+_LEASE_LUA = """
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class SubKeys:
@@ -69,16 +87,17 @@ class SubKeys:
     outbox_due: str   # zset delivery_id -> epoch seconds of next try
     log: str          # list of delivery log entries, newest first (capped)
     dead: str         # list of dead-lettered outbox items, newest first (capped)
+    lease: str        # worker id holding the right to send for this subscription (PX ttl)
 
     @classmethod
     def of(cls, prefix: str, sub_id: str) -> SubKeys:
         base = f"{prefix}:{{sub:{sub_id}}}"
         return cls(*(f"{base}:{n}" for n in ("groups", "due", "last", "seen", "outbox",
-                                               "outbox:due", "log", "dead")))
+                                               "outbox:due", "log", "dead", "lease")))
 
     def all(self) -> list[str]:
         return [self.groups, self.due, self.last, self.seen, self.outbox, self.outbox_due,
-                self.log, self.dead]
+                self.log, self.dead, self.lease]
 
 
 def _dumps(obj: Any) -> str:
@@ -96,6 +115,8 @@ class DeliveryState:
         self._redis = redis
         self._prefix = prefix
         self._log_max = log_max
+        self._lease = redis.register_script(_LEASE_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
 
     def keys(self, sub_id: str) -> SubKeys:
         return SubKeys.of(self._prefix, sub_id)
@@ -103,6 +124,22 @@ class DeliveryState:
     def _log(self, pipe: Any, k: SubKeys, entry: dict[str, Any]) -> None:
         pipe.lpush(k.log, _dumps(entry))
         pipe.ltrim(k.log, 0, self._log_max - 1)
+
+    async def acquire(self, sub_id: str, worker_id: str, ttl_s: float) -> bool:
+        """Hold (or keep holding) the right to send for a subscription: with several delivery
+        workers only one sends a given subscription's deliveries at a time. A crashed holder's
+        lease lapses after ``ttl_s``."""
+        try:
+            return bool(await self._lease(keys=[self.keys(sub_id).lease],
+                                          args=[worker_id, int(ttl_s * 1000)]))
+        except RedisError as exc:
+            raise BackendUnavailable(str(exc), "redis") from exc
+
+    async def release(self, sub_id: str, worker_id: str) -> None:
+        try:
+            await self._release(keys=[self.keys(sub_id).lease], args=[worker_id])
+        except RedisError as exc:
+            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def route(self, sub: Subscription, alert: Alert, now: float) -> Decision:
         """Put the alert into the subscription's pending group for its entity (or log why not)."""
@@ -303,6 +340,21 @@ class DeliveryState:
             raise BackendUnavailable(str(exc), "redis") from exc
 
 
+class DeliveryMetrics:
+    """Prometheus counters of the delivery worker (served by ``yuqing deliver --metrics-port``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.routed = Counter("yuqing_deliver_alerts_routed_total",
+                              "Alerts routed to a subscription, by outcome.", ["outcome"],
+                              registry=self.registry)
+        self.tries = Counter("yuqing_deliver_tries_total",
+                             "Delivery tries, by result (delivered, retry, dead).", ["result"],
+                             registry=self.registry)
+        self.seconds = Histogram("yuqing_deliver_request_seconds",
+                                 "Duration of one delivery try.", registry=self.registry)
+
+
 @dataclass
 class SendResult:
     ok: bool
@@ -318,7 +370,9 @@ class DeliveryEngine:
                  producer: AIOKafkaProducer | None = None, max_attempts: int = 6,
                  backoff_base_s: float = 2.0, backoff_max_s: float = 600.0,
                  timeout_s: float = 10.0, poll_s: float = 1.0, log_max: int = 1000,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 metrics: DeliveryMetrics | None = None) -> None:
+        self.metrics = metrics or DeliveryMetrics()
         self.store = SubscriptionStore(redis, prefix)
         self.state = DeliveryState(redis, prefix, log_max)
         self._http = http
@@ -329,6 +383,9 @@ class DeliveryEngine:
         self._poll_s = poll_s
         self._clock = clock
         self._rng = rng or random.Random()
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # A send holds the lease for at most timeout_s, so it cannot lapse mid-request.
+        self._lease_s = timeout_s + max(5.0, 3 * poll_s)
         self._subs: dict[str, Subscription] = {}
         self._version: int | None = None
         self._tasks: dict[str, asyncio.Task] = {}
@@ -365,6 +422,7 @@ class DeliveryEngine:
                 continue
             d = await self.state.route(sub, alert, now)
             outcomes[sub.id] = d.outcome
+            self.metrics.routed.labels(d.outcome).inc()
             if d.outcome in ("opened", "joined") and sub.id in self._wake:
                 self._wake[sub.id].set()
         return outcomes
@@ -381,7 +439,8 @@ class DeliveryEngine:
                 await asyncio.wait_for(self._stopping.wait(), self._poll_s)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Let in-flight requests finish (up to ``grace_s``), then cancel the senders."""
+        """Let in-flight requests finish (up to ``grace_s``), cancel the senders, and hand
+        their leases back so another worker can take over at once."""
         self._stopping.set()
         for ev in self._wake.values():
             ev.set()
@@ -391,6 +450,9 @@ class DeliveryEngine:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        for sub_id in list(self._tasks):
+            with contextlib.suppress(BackendError):
+                await self.state.release(sub_id, self.worker_id)
         self._tasks.clear()
 
     def abort(self) -> None:
@@ -398,6 +460,7 @@ class DeliveryEngine:
         self._stopping.set()
         for t in self._tasks.values():
             t.cancel()
+        self._tasks.clear()
 
     async def _sender(self, sub_id: str) -> None:
         wake = self._wake[sub_id]
@@ -407,13 +470,17 @@ class DeliveryEngine:
                 return
             wake.clear()
             try:
-                now = self._clock()
-                await self.state.flush_due(sub, now)
-                for item in await self.state.due_items(sub_id, now):
-                    if self._stopping.is_set():
-                        return
-                    await self._deliver(sub, item)
-                next_at = await self.state.next_wake(sub_id)
+                if await self.state.acquire(sub_id, self.worker_id, self._lease_s):
+                    now = self._clock()
+                    await self.state.flush_due(sub, now)
+                    for item in await self.state.due_items(sub_id, now):
+                        if self._stopping.is_set() or not await self.state.acquire(
+                                sub_id, self.worker_id, self._lease_s):
+                            break
+                        await self._deliver(sub, item)
+                    next_at = await self.state.next_wake(sub_id)
+                else:  # another worker sends for this subscription
+                    next_at = None
             except BackendError as exc:
                 log.warning("delivery for subscription %s paused: %s", sub_id, exc)
                 next_at = None
@@ -433,19 +500,23 @@ class DeliveryEngine:
         started = self._clock()
         result = await self._send(sub, item, attempt)
         now = self._clock()
+        self.metrics.seconds.observe(max(0.0, now - started))
         entry: dict[str, Any] = {"ts": _iso(now), "delivery_id": item["delivery_id"],
                                  "entity": item["entity"], "alert_ids": item["alert_ids"],
                                  "attempt": attempt, "http_status": result.status,
                                  "error": result.error,
                                  "duration_ms": round((now - started) * 1000, 1)}
         if result.ok:
+            self.metrics.tries.labels("delivered").inc()
             await self.state.finish(sub.id, item, {**entry, "status": "delivered"})
         elif result.retry and attempt < self._max_attempts:
+            self.metrics.tries.labels("retry").inc()
             delay = backoff_s(attempt, *self._backoff, rng=self._rng)
             await self.state.finish(sub.id, item, {**entry, "status": "retry",
                                                    "next_try_at": _iso(now + delay)},
                                     next_at=now + delay)
         else:
+            self.metrics.tries.labels("dead").inc()
             log.warning("delivery %s to subscription %s dead after %d tries: %s",
                         item["delivery_id"], sub.id, attempt, result.error)
             await self.state.finish(sub.id, item, {**entry, "status": "dead"}, dead=True)
@@ -550,5 +621,3 @@ class AlertConsumer:
                         failed_at=datetime.now(UTC))
         await self._producer.send_and_wait(self._dlq_topic, dl.model_dump_json().encode(),
                                            key=rec.key)
-
-

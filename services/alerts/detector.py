@@ -15,8 +15,12 @@ worker was killed and restarted, and whether or not Kafka redelivered a batch. S
   escalate within a window (same id, newer figures).
 
 Windows are in event time (``published_at``). A window closes (is absorbed into the baseline)
-when the largest event time seen passes its end plus ``lateness_s``; open windows are judged
-on every batch, so an alert fires as soon as the spike is visible, not when its window ends.
+when the watermark passes its end plus ``lateness_s``; the watermark is the *smallest* of the
+largest event times seen per input partition (partitions progress at different speeds, above
+all while a backlog is replayed; one racing ahead must not close windows another has not
+delivered yet). Touched windows are judged on every batch -- open ones, so an alert fires as
+soon as the spike is visible rather than when its window ends, and closed ones that received
+late documents.
 Every key of one series shares a hash tag ``{...}`` so the Lua call stays on one Redis Cluster
 slot.
 """
@@ -119,7 +123,8 @@ class AlertDetector:
         self.ttl_s = ttl_s
         self.top_n = top_n
         self._count = redis.register_script(_COUNT_LUA)
-        self._watermark: float | None = None
+        self.late_windows = max(1, (24 * 3600) // cfg.window_s)  # judge late data up to a day
+        self._high: dict[int, float] = {}  # partition -> largest event time seen
         self._pending: dict[Series, rules.Baseline] = {}
 
     # -- keys
@@ -127,19 +132,22 @@ class AlertDetector:
         suffix = f":{window}" if window is not None else ""
         return f"{self.prefix}:alerts:{{{s.tag}}}:{what}{suffix}"
 
-    @property
-    def _watermark_key(self) -> str:
-        return f"{self.prefix}:alerts:watermark"
-
     def _window_start(self, w: int) -> datetime:
         return datetime.fromtimestamp(w * self.cfg.window_s, tz=UTC)
 
     # -- main entry points
-    async def observe(self, docs: Sequence[ScoredDoc]) -> list[Alert]:
-        """Count ``docs`` (idempotently) and judge every series they touch."""
+    async def observe(self, docs: Sequence[ScoredDoc],
+                      partitions: Sequence[int] | None = None) -> list[Alert]:
+        """Count ``docs`` (idempotently) and judge every series they touch. ``partitions``:
+        the input partition of each document (for the watermark); default: all one."""
         if not docs:
             return []
         self._pending.clear()  # judged from the saved baselines, so a retry judges afresh
+        parts = list(partitions) if partitions is not None else [0] * len(docs)
+        for d, part in zip(docs, parts, strict=True):
+            ts = _ts(d)
+            if ts > self._high.get(part, float("-inf")):
+                self._high[part] = ts
         try:
             return await self._observe(docs)
         except RedisError as exc:
@@ -157,8 +165,6 @@ class AlertDetector:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for s, b in self._pending.items():
                     pipe.set(self._key(s, "state"), json.dumps(b.to_dict()), ex=self.ttl_s)
-                if self._watermark is not None:
-                    pipe.set(self._watermark_key, repr(self._watermark), ex=self.ttl_s)
                 await pipe.execute()
         except RedisError as exc:
             raise BackendUnavailable(f"alert state: {exc}", "redis") from exc
@@ -181,13 +187,10 @@ class AlertDetector:
                         self._key(s, "ev", w)]
                 await self._count(keys=keys, args=argv, client=pipe)
             await pipe.execute()
-        # 2. watermark (event time), persisted so a restart does not reopen closed windows
-        if self._watermark is None:
-            raw = await self.redis.get(self._watermark_key)
-            self._watermark = float(raw) if raw else None
-        batch_max = max(_ts(d) for d in docs)
-        self._watermark = max(self._watermark or batch_max, batch_max)
-        closed_upto = rules.window_of(self._watermark - self.lateness_s, w_s) - 1
+        # 2. watermark (event time): the slowest partition's progress. After a restart it
+        # starts again from what arrives; baselines never absorb a window twice (last_closed)
+        watermark = min(self._high.values())
+        closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
         # 3. judge each touched series
         touched: dict[Series, set[int]] = defaultdict(set)
         for s, w in groups:
@@ -230,7 +233,11 @@ class AlertDetector:
                     alerts.append(await self._alert(s, v, tot))
                     b = rules.fired(b, v)
             b = rules.absorb(b, w, neg, self.cfg)
-        for w in open_windows:
+        # late documents for windows closed earlier, then the open windows
+        late = sorted(w for w in windows if w <= last and w >= last - self.late_windows)
+        if late:
+            counts.update(await self._counts(s, late))
+        for w in late + open_windows:
             neg, tot = counts.get(w, (0, 0))
             v = rules.judge(b, w, neg, self.cfg)
             if v is not None:

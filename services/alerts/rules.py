@@ -134,8 +134,9 @@ def judge(b: Baseline, window: int, x: int, cfg: RuleConfig) -> Verdict | None:
     """Should (possibly still open) ``window`` with ``x`` negatives fire, given baseline ``b``?"""
     if b.n < cfg.warmup_windows or x < cfg.min_count:
         return None
-    if b.last_closed is not None and window <= b.last_closed:
-        return None  # already closed and absorbed: verdicts were given while it was open
+    # A window may be judged after it closed: its documents can arrive late (another
+    # partition behind, a backlog being replayed); the baseline then already holds the
+    # part of it that had arrived, which only makes the verdict more conservative.
     z = score(b, x, cfg)
     sev = severity_for(z, cfg)
     if sev is None:
@@ -144,7 +145,7 @@ def judge(b: Baseline, window: int, x: int, cfg: RuleConfig) -> Verdict | None:
         if window == b.last_alert:
             if _RANK[sev] <= _RANK.get(b.last_severity or "info", 0):
                 return None  # same window, no escalation
-        elif (window - b.last_alert) * cfg.window_s < cfg.cooldown_s:
+        elif abs(window - b.last_alert) * cfg.window_s < cfg.cooldown_s:
             return None
     return Verdict(window, sev, z, x, b.mean, math.sqrt(b.var))
 

@@ -83,3 +83,10 @@ def create_app(settings: Settings) -> FastAPI:
     for r in (health, subscriptions, trends, alerts, documents, feedback, keys):
         app.include_router(r.router)
     return app
+
+
+def openapi_json(app: FastAPI) -> str:
+    """The OpenAPI document as committed in docs/openapi.json (stable key order)."""
+    import json
+
+    return json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"

@@ -7,12 +7,19 @@ import contextlib
 import logging
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from services.core.config import Settings, get_settings
+
+
+class Kind(StrEnum):
+    news = "news"
+    comments = "comments"
+
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 schemas_app = typer.Typer(help="JSON Schema of the Kafka message contracts.", no_args_is_help=True)
@@ -44,37 +51,51 @@ def register(app: typer.Typer) -> None:
     app.add_typer(feedback_app, name="feedback")
 
     @app.command("api")
-    def api(host: Annotated[str | None, typer.Option(help="Bind address (YUQING_API_HOST).")] = None,
-            port: Annotated[int | None, typer.Option(help="Port (YUQING_API_PORT).")] = None) -> None:
+    def api(
+        host: Annotated[str | None, typer.Option(help="Bind address (YUQING_API_HOST).")] = None,
+        port: Annotated[int | None, typer.Option(help="Port (YUQING_API_PORT).")] = None,
+        openapi: Annotated[Path | None, typer.Option(
+            help="Write the OpenAPI document to this file and exit.")] = None,
+    ) -> None:
         """Serve the HTTP API (OpenAPI docs at /docs, document at /openapi.json)."""
         import uvicorn
 
-        from services.api.app import create_app
+        from services.api.app import create_app, openapi_json
 
         settings = get_settings()
+        if openapi is not None:
+            openapi.parent.mkdir(parents=True, exist_ok=True)
+            openapi.write_text(openapi_json(create_app(settings)), encoding="utf-8")
+            typer.echo(f"wrote {openapi}")
+            return
         logging.basicConfig(level=settings.log_level)
         uvicorn.run(create_app(settings), host=host or settings.api_host,
                     port=port or settings.api_port, log_level=settings.log_level.lower())
 
     @app.command("deliver")
-    def deliver(from_beginning: Annotated[bool, typer.Option(
+    def deliver(
+        from_beginning: Annotated[bool, typer.Option(
             help="A new consumer group starts at the oldest alert instead of the newest.")] = False,
+        metrics_port: Annotated[int, typer.Option(
+            help="Serve Prometheus metrics on this port (0: off).")] = 0,
     ) -> None:
         """Run the delivery worker: route alerts from the alerts topic to subscriptions."""
         settings = get_settings()
         logging.basicConfig(level=settings.log_level,
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        asyncio.run(_deliver(settings, from_beginning))
+        # httpx logs every request URL at INFO; webhook URLs often embed tokens.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        asyncio.run(_deliver(settings, from_beginning, metrics_port))
 
     @app.command("produce")
     def produce(
         file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
                                              help="JSONL file, one message per line.")],
-        topic: Annotated[str, typer.Option(help="Message kind: news or comments.")] = "news",
+        topic: Annotated[Kind, typer.Option(help="Message kind.")] = Kind.news,
         rate: Annotated[float, typer.Option(min=0, help="Messages per second (0: as fast as "
                                                         "Kafka takes them).")] = 100.0,
         kafka_topic: Annotated[str | None, typer.Option(
-            help="Override the Kafka topic (default: YUQING_TOPIC_NEWS_RAW / _COMMENTS_RAW).")] = None,
+            help="Kafka topic (default: YUQING_TOPIC_NEWS_RAW / _COMMENTS_RAW).")] = None,
         skip_bad: Annotated[bool, typer.Option(help="Send the valid lines even if some are "
                                                     "bad.")] = False,
         dry_run: Annotated[bool, typer.Option(help="Only validate.")] = False,
@@ -90,10 +111,10 @@ def register(app: typer.Typer) -> None:
 
         from services.api.producer_kit import MODELS, produce_file, validate_file
 
-        if topic not in MODELS:
-            _fail(f"--topic must be news or comments, not {topic!r}")
+        kind = topic.value
+        assert kind in MODELS
         settings = get_settings()
-        good, bad = validate_file(file, topic)
+        good, bad = validate_file(file, kind)
         for b in bad[:50]:
             typer.secho(f"{file}:{b.line}: {b.error}", fg=typer.colors.YELLOW, err=True)
         if len(bad) > 50:
@@ -104,14 +125,14 @@ def register(app: typer.Typer) -> None:
                   "valid ones")
         if dry_run or good == 0:
             return
-        target = kafka_topic or (settings.topic_news_raw if topic == "news"
+        target = kafka_topic or (settings.topic_news_raw if kind == "news"
                                  else settings.topic_comments_raw)
         with Progress(TextColumn(f"[bold]{target}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn()) as progress:
             task = progress.add_task("produce", total=good)
             try:
                 sent = asyncio.run(produce_file(
-                    file, topic, bootstrap=settings.kafka_bootstrap, topic=target, rate=rate,
+                    file, kind, bootstrap=settings.kafka_bootstrap, topic=target, rate=rate,
                     skip={b.line for b in bad}, on_sent=lambda n: progress.advance(task, n)))
             except Exception as exc:  # KafkaConnectionError and friends
                 _fail(f"Kafka at {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}; "
@@ -159,10 +180,13 @@ def register(app: typer.Typer) -> None:
                 await redis.aclose()
 
         for k in asyncio.run(run()):
-            typer.echo(f"{k.key_id}  {','.join(k.scopes):24} {k.created_at:%Y-%m-%d %H:%M}  {k.name}")
+            scopes = ",".join(k.scopes)
+            typer.echo(f"{k.key_id}  {scopes:24} {k.created_at:%Y-%m-%d %H:%M}  {k.name}")
 
     @keys_app.command("revoke")
-    def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id from `yuqing keys list`.")]) -> None:
+    def keys_revoke(
+        key_id: Annotated[str, typer.Argument(help="Key id from `yuqing keys list`.")],
+    ) -> None:
         """Revoke a key; requests with it get 401 at once."""
         from services.api.auth import KeyStore
 
@@ -181,8 +205,8 @@ def register(app: typer.Typer) -> None:
 
     @schemas_app.command("export")
     def schemas_export(
-        out: Annotated[Path, typer.Option(help="Folder to write the *.json files to.")] = Path("ops/schemas"),
-        check: Annotated[bool, typer.Option(help="Write nothing; exit 1 if the files are stale.")] = False,
+        out: Annotated[Path, typer.Option(help="Folder for the files.")] = Path("ops/schemas"),
+        check: Annotated[bool, typer.Option(help="Write nothing; exit 1 if stale.")] = False,
     ) -> None:
         """Write the JSON Schema of NewsIn, CommentIn, Alert and DeadLetter."""
         from services.api import schemas_export as se
@@ -190,7 +214,8 @@ def register(app: typer.Typer) -> None:
         if check:
             stale = se.stale(out)
             if stale:
-                _fail(f"stale schema files in {out}: {', '.join(stale)}; run `yuqing schemas export`")
+                _fail(f"stale schema files in {out}: {', '.join(stale)}; "
+                      "run `yuqing schemas export`")
             typer.echo(f"{out}: up to date")
             return
         for p in se.export(out):
@@ -198,7 +223,7 @@ def register(app: typer.Typer) -> None:
 
     @feedback_app.command("export")
     def feedback_export(
-        output: Annotated[Path, typer.Option(help="JSONL file to write (doc_id, text, label, ts).")],
+        output: Annotated[Path, typer.Option(help="JSONL file (doc_id, text, label, ts).")],
     ) -> None:
         """Write analysts' labels (latest per document) as JSONL for the retrain job."""
         from services.api.feedback import FeedbackStore
@@ -216,11 +241,16 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {n} label(s) to {output}")
 
 
-async def _deliver(settings: Settings, from_beginning: bool) -> None:
+async def _deliver(settings: Settings, from_beginning: bool, metrics_port: int = 0) -> None:
     import httpx
     from aiokafka import AIOKafkaProducer
+    from prometheus_client import start_http_server
 
-    from services.alerts.delivery import AlertConsumer, DeliveryEngine
+    from services.alerts.delivery import AlertConsumer, DeliveryEngine, DeliveryMetrics
+
+    metrics = DeliveryMetrics()
+    if metrics_port:
+        start_http_server(metrics_port, addr=settings.api_host, registry=metrics.registry)
 
     redis = await _redis(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
@@ -237,7 +267,7 @@ async def _deliver(settings: Settings, from_beginning: bool) -> None:
                             backoff_base_s=settings.deliver_backoff_base_s,
                             backoff_max_s=settings.deliver_backoff_max_s,
                             timeout_s=settings.deliver_timeout_s, poll_s=settings.deliver_poll_s,
-                            log_max=settings.deliver_log_max)
+                            log_max=settings.deliver_log_max, metrics=metrics)
     consumer = AlertConsumer(engine, bootstrap=settings.kafka_bootstrap,
                              topic=settings.topic_alerts, group_id=settings.deliver_group_id,
                              dlq_topic=settings.topic_dlq, producer=producer,

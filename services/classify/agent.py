@@ -21,7 +21,7 @@ from services.classify.scorer import ScoreError, Scorer
 from services.core.config import Settings
 from services.core.effects import die, until_durable
 from services.core.schemas import CleanDoc, ScoredDoc, SourceRef, utcnow
-from services.core.topics import Record, deliver
+from services.core.topics import Record, deliver, dlq_record
 from services.ingest.agent import clean_key
 from services.ingest.pipeline import dead_letter
 
@@ -39,7 +39,8 @@ async def open_scorer(settings: Settings) -> tuple[Scorer, list]:
     from services.classify.worker import InferenceWorker
 
     provider = await production_provider(settings.model_registry, settings.model_path,
-                                         device=settings.device, poll_s=settings.model_poll_s)
+                                         device=settings.device, backend=settings.classify_backend,
+                                         poll_s=settings.model_poll_s)
     worker = InferenceWorker(provider, max_batch=settings.classify_max_batch,
                              max_tokens=settings.classify_max_tokens,
                              max_wait_ms=settings.classify_max_wait_ms,
@@ -61,7 +62,7 @@ def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],
         if isinstance(res, ScoreError):
             origin = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
             dl = dead_letter(m.value, m.key, origin, res.reason, res.message, stage="classify")
-            records.append((settings.topic_dlq, None, dl.model_dump_json().encode()))
+            records.append(dlq_record(settings.topic_dlq, dl))
             continue
         scored = ScoredDoc(**doc.model_dump(), sentiment=res.to_sentiment(), classified_at=now)
         records.append((settings.topic_docs_scored, clean_key(doc),
@@ -81,7 +82,7 @@ def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, li
             origin = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
             dl = dead_letter(m.value, m.key, origin, "schema", f"not a {model.__name__}: {exc}",
                              stage=stage)
-            dead.append((settings.topic_dlq, None, dl.model_dump_json().encode()))
+            dead.append(dlq_record(settings.topic_dlq, dl))
             docs.append(None)
     return docs, dead
 

@@ -11,9 +11,9 @@ Why these rules:
   ``max_tokens`` bounds padded tokens ``n * longest`` (activation memory and the time of one
   forward pass), so a batch of long texts is automatically smaller than one of tweets.
 * **Full or due.** A run is dispatched as soon as it is *full* (reaches ``min_fill`` of the
-  items its own longest length allows) or as soon as one of its items has waited
-  ``max_wait_s``. Under load batches are full and well bucketed; under light load nothing
-  waits longer than ``max_wait_s`` for company.
+  items its own longest length allows, with at most ``max_padding`` of padding) or as soon
+  as one of its items has waited ``max_wait_s``. Under load batches are full and well
+  bucketed; under light load nothing waits longer than ``max_wait_s`` for company.
 * The caller pulls batches only when the forward pass has a free slot, so while the
   accelerator is busy the pending pool grows and the next cut is better bucketed.
 """
@@ -33,7 +33,11 @@ class BatchLimits:
     max_wait_s: float = 0.05
     """Longest an item waits for its batch to fill."""
     min_fill: float = 0.9
-    """A run counts as full at this fraction of its capacity (``capacity`` below)."""
+    """A run counts as full at this fraction of its capacity (``capacity`` below)..."""
+    max_padding: float = 0.35
+    """...and only if at most this share of its token slots is padding: a run that is
+    full by count but badly bucketed (too few items pending to sort) waits for company,
+    at most until an item is due or the model is idle."""
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -44,6 +48,8 @@ class BatchLimits:
             raise ValueError("max_wait_s must be >= 0")
         if not 0 < self.min_fill <= 1:
             raise ValueError("min_fill must be in (0, 1]")
+        if not 0 <= self.max_padding <= 1:
+            raise ValueError("max_padding must be in [0, 1]")
 
     def capacity(self, longest: int) -> int:
         """Items a batch whose longest item has ``longest`` tokens may hold (at least 1, so an
@@ -104,7 +110,9 @@ def plan_batches(
         size = end - start
         oldest = float(sorted_arrivals[start:end].min())
         overdue = oldest <= due_before
-        full = size >= limits.min_fill * limits.capacity(int(sorted_lengths[end - 1]))
+        longest = int(sorted_lengths[end - 1])
+        full = (size >= limits.min_fill * limits.capacity(longest)
+                and padding_ratio(sorted_lengths[start:end]) <= limits.max_padding)
         if flush or overdue or full:
             ranked.append((0 if overdue else 1, oldest, order[start:end]))
     ranked.sort(key=lambda r: (r[0], r[1]))

@@ -28,10 +28,16 @@ def _bench_module():
 def inference(
     n: Annotated[int, typer.Option(help="Texts for the batched pipeline and the worker.")] = 2000,
     n_single: Annotated[int, typer.Option(help="Texts for the one-per-call pipeline.")] = 300,
+    n_batched: Annotated[int | None, typer.Option(
+        help="Texts for the batched pipeline (default: --n).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     backend: Annotated[list[str] | None, typer.Option(
         help="CPU backend(s) for the worker: auto, fp32, int8, onnx (repeat to compare).")] = None,
     tokenizer_threads: Annotated[int, typer.Option(help="Worker tokenizer threads.")] = 2,
+    tokenizer_processes: Annotated[int, typer.Option(
+        help="Worker tokenizer processes instead of threads (0: threads).")] = 0,
+    ceiling: Annotated[bool, typer.Option(
+        help="Also time the forward pass alone on pre-tokenised batches.")] = True,
     compile_mode: Annotated[str | None, typer.Option(
         help="torch.compile mode for the CUDA path, e.g. reduce-overhead (CUDA graphs).")] = None,
     max_batch: Annotated[int | None, typer.Option(help="Override the device preset.")] = None,
@@ -55,13 +61,20 @@ def inference(
     if n < 1 or n_single < 1:
         raise typer.BadParameter("--n and --n-single must be >= 1")
     args = bench.BenchArgs(
-        n=n, n_single=min(n_single, n), device=device, backends=tuple(backend or ["auto"]),
-        tokenizer_threads=tokenizer_threads, compile_mode=compile_mode,
+        n=n, n_single=min(n_single, n), n_batched=min(n_batched or n, n), device=device,
+        backends=tuple(backend or ["auto"]), tokenizer_threads=tokenizer_threads,
+        tokenizer_processes=tokenizer_processes, compile_mode=compile_mode, ceiling=ceiling,
         registry=str(get_settings().model_registry), max_batch=max_batch, max_tokens=max_tokens,
     )
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # logs and CI: room for the whole table
+    def progress(name: str) -> None:
+        status.update(f"running {name}")
+        console.log(name)
+
     with console.status("starting") as status:
-        result = bench.run(args, progress=lambda name: status.update(f"running {name}"))
+        result = bench.run(args, progress=progress)
     console.print(bench.table(result))
     path = bench.write(result, output)
     console.print(f"wrote {path}")

@@ -19,6 +19,7 @@ sequence with one special token), the self-check fails and ``encode`` falls back
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import threading
@@ -28,7 +29,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from models.sentiment import Encoded, SentimentModel
-from models.sentiment.tokenize import CHARS_PER_TOKEN_CAP
+from models.sentiment.tokenize import CHARS_PER_TOKEN_CAP, TextEncoder
 from models.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -43,41 +44,44 @@ _PROBES = (
 
 
 class FastEncoder:
-    """Thread-safe: the tokenizer clone is configured once and never mutated afterwards."""
+    """Thread-safe: the tokenizer clone is configured once and never mutated afterwards.
 
-    def __init__(self, model: SentimentModel, cache_size: int = 50_000) -> None:
-        self.model = model
-        self.max_length = int(model.max_length)
+    Built from a model's ``TextEncoder`` (``FastEncoder(model)`` works too), so tokenizer
+    processes can build one without loading the network.
+    """
+
+    def __init__(self, source: SentimentModel | TextEncoder, cache_size: int = 50_000) -> None:
+        te: TextEncoder = source.text_encoder if isinstance(source, SentimentModel) else source
+        self.text_encoder = te
+        self.max_length = int(te.max_length)
         self.cache_size = max(0, int(cache_size))
         self._cache: dict[str, tuple[list[int], bool]] = {}
         self._cache_lock = threading.Lock()
         self._char_cap = self.max_length * CHARS_PER_TOKEN_CAP
+        self.pad_id = int(getattr(te, "pad_id", 0))
         self._fast = False
         try:
-            src: Tokenizer = model.text_encoder.tokenizer
-            tok = Tokenizer.from_str(src.to_str())
+            tok = Tokenizer.from_str(te.tokenizer.to_str())
             tok.no_padding()
             tok.enable_truncation(max_length=self.max_length + 1)
             self._tok = tok
-            self.pad_id = int(model.text_encoder.pad_id)
             empty = tok.encode("").ids
             self.n_special = len(empty)
             self._close_id = int(empty[-1]) if empty else None
             self._fast = self._close_id is not None and self._self_check()
         except Exception:  # any unexpected tokenizer shape: use the model's own encoder
-            log.exception("fast encoder unavailable; using model.encode")
+            log.exception("fast encoder unavailable; using the model's encoder")
             self._fast = False
         if not self._fast:
-            self.pad_id = int(getattr(model.text_encoder, "pad_id", 0))
-            self.n_special = len(model.encode([""]).input_ids[0])
-            log.warning("fast tokenisation path disabled for model %s", model.version)
+            self.n_special = len(te.encode([""]).input_ids[0])
+            log.warning("fast tokenisation path disabled (max_length %d)", self.max_length)
 
     @property
     def fast(self) -> bool:
         return self._fast
 
     def _self_check(self) -> bool:
-        ref = self.model.encode(list(_PROBES))
+        ref = self.text_encoder.encode(list(_PROBES))
         self._fast = True
         got, _ = self._encode_fast(list(_PROBES), use_cache=False)
         return (
@@ -94,7 +98,7 @@ class FastEncoder:
     def encode_counted(self, texts: Sequence[str]) -> tuple[Encoded, int]:
         """``encode`` plus how many texts came from the cache."""
         if not self._fast:
-            return self.model.encode(texts), 0
+            return self.text_encoder.encode(texts), 0
         return self._encode_fast(texts, use_cache=self.cache_size > 0)
 
     def _encode_fast(self, texts: Sequence[str], use_cache: bool) -> tuple[Encoded, int]:
@@ -158,3 +162,35 @@ class FastEncoder:
 
     def cache_len(self) -> int:
         return len(self._cache)
+
+
+def tokenizer_key(source: SentimentModel | TextEncoder) -> str:
+    """Identity of a tokenisation (vocabulary, rules, max length): models trained from the
+    same base share it, so a hot swap between them needs no re-tokenisation."""
+    te = source.text_encoder if isinstance(source, SentimentModel) else source
+    digest = hashlib.sha1(te.tokenizer.to_str().encode(), usedforsecurity=False).hexdigest()
+    return f"{digest[:16]}:{te.max_length}"
+
+
+# ---- tokenizer processes ------------------------------------------------------------------
+# With many cores the GIL, not the Rust tokenizer, caps threads: normalisation and the
+# per-item glue are Python. Processes run that glue in parallel; each builds its encoder
+# once (initializer) and returns three compact arrays per chunk.
+
+_PROC: dict[str, FastEncoder] = {}
+
+
+def process_init(key: str, tokenizer_json: str, max_length: int, cache_size: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "tokenizer.json"
+        path.write_text(tokenizer_json)
+        _PROC[key] = FastEncoder(TextEncoder(path, max_length), cache_size)
+
+
+def process_encode(key: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    enc, hits = _PROC[key].encode_counted(texts)
+    ids = enc.input_ids.astype(np.int32) if enc.input_ids.max(initial=0) < 2**31 else enc.input_ids
+    return ids, enc.lengths, enc.truncated, hits

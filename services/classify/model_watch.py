@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from services.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-POINTER_FILE = "production.json"
 HOW_TO_GET_A_MODEL = (
     "train and promote one with `make model` (or `yuqing train ...`), "
     "or point YUQING_MODEL_PATH at a checkpoint folder"
@@ -55,52 +53,19 @@ class StaticModel:
 
 
 def registry_pointer(registry: Path) -> Callable[[], ModelRef | None]:
-    """A function returning the registry's production version, or ``None`` if there is none.
+    """A function returning the registry's production version (``models.registry``), or
+    ``None`` if nothing is promoted yet. A corrupt pointer or production folder raises
+    ModelLoadError (a running watcher then keeps its current model)."""
+    from models.registry import RegistryError, production
 
-    Uses ``models.registry`` when it is installed (the ML engineer's registry API), else
-    reads ``<registry>/production.json`` = ``{"version": ..., "path": ...}`` (``path``
-    relative to the registry folder or absolute).
-    """
-    registry = Path(registry)
-    api = _registry_api(registry)
-    if api is not None:
-        return api
+    root = Path(registry)
 
     def read() -> ModelRef | None:
-        pointer = registry / POINTER_FILE
         try:
-            data = json.loads(pointer.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelLoadError(f"{pointer} is unreadable ({e}); re-promote a version") from e
-        try:
-            path = Path(data["path"])
-            return ModelRef(str(data["version"]), path if path.is_absolute() else registry / path)
-        except (KeyError, TypeError) as e:
-            raise ModelLoadError(f"{pointer} lacks 'version'/'path' ({e})") from e
-
-    return read
-
-
-def _registry_api(registry: Path) -> Callable[[], ModelRef | None] | None:
-    try:
-        from models import registry as reg  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(reg, "production", None)
-    if not callable(fn):
-        return None
-
-    def read() -> ModelRef | None:
-        got = fn(registry)
-        if got is None:
-            return None
-        version = getattr(got, "version", None)
-        path = getattr(got, "path", None)
-        if version is None or path is None:
-            return None
-        return ModelRef(str(version), Path(path))
+            got = production(root)
+        except RegistryError as e:
+            raise ModelLoadError(str(e)) from e
+        return None if got is None else ModelRef(str(got.version), Path(got.path))
 
     return read
 
@@ -175,8 +140,9 @@ class ModelWatcher:
         """Look at the pointer once; swap if it moved. True if a swap happened."""
         try:
             ref = await asyncio.to_thread(self._pointer)
-        except Exception as e:
-            self._report(None, e)
+        except Exception as e:  # unreadable pointer: keep serving; report each new error once
+            if str(e) != self.last_error:
+                self._report(None, e)
             return False
         if ref is None or ref == self._ref or ref == self._failed:
             return False

@@ -2,22 +2,28 @@
 
 Flow of one ``submit_many`` call (the classify agent's micro-batch)::
 
-    event loop            tokenizer threads          pending pool          forward thread
-    submit_many ──chunks──▶ FastEncoder.encode ──▶ (length, arrival) ──▶ plan_batches ──▶ collate
-      ▲  waits for room                                 (batcher.py)           + runner
-      └───────────── one future per call, resolved when its last item is scored ◀──┘
+    event loop           tokenizer threads/processes    pending pool       forward thread
+    submit_many ─chunks─▶ FastEncoder.encode ─────────▶ (length, arrival) ─▶ collate + model
+      ▲ waits for room                                   plan_batches          │ probs
+      │                                                  (batcher.py)          ▼
+      └──── one future per call, resolved when its last item is done ◀── finisher thread
+                                                                         (results, scatter)
 
 Why this shape:
 
 * **The loop only coordinates.** Tokenisation runs in a thread pool (the Rust tokenizer
-  releases the GIL) and the model in one dedicated thread (torch releases it too), so the
-  Faust consumer on the loop keeps heartbeating and fetching while a batch runs.
+  releases the GIL) or, on many-core GPU hosts, a process pool; the model runs in one
+  dedicated thread (torch releases the GIL) that does nothing else, and a finisher thread
+  builds the per-item results, so the device starts the next batch at once and the Faust
+  consumer on the loop keeps heartbeating and fetching while a batch runs.
 * **Tokenise before batching.** Token lengths are known before the batch is cut, so batches
   are length-bucketed under exact token budgets, and tokenising batch *k+1* overlaps the
   forward pass of batch *k*.
-* **Pull, not push.** Batches are cut only when the forward thread has a free slot
-  (``pipeline_depth``: 1 on CPU, 2 on CUDA), so while the device is busy the pending pool
-  grows and the next cut is better bucketed.
+* **Pull, not push; work-conserving.** Batches are cut only when the forward thread has a
+  free slot (``pipeline_depth``: 1 on CPU, 2 on CUDA), so while the device is busy the
+  pending pool grows and the next cut is better bucketed; when the device is idle and
+  nothing is being tokenised, whatever is pending goes at once (``max_wait`` only bounds
+  how long a partial batch may wait behind a busy device).
 * **Bounded, never dropping.** ``queue_size`` bounds items in flight. ``wait_for_room``
   (and ``submit_many`` itself) waits while it is full; the agent awaits it before taking
   more messages, which pauses Kafka consumption instead of dropping anything.
@@ -36,19 +42,32 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 
 import numpy as np
 
 from models.sentiment import Encoded, SentimentModel
 from services.classify.batcher import BatchLimits, plan_batches
-from services.classify.encoding import FastEncoder
+from services.classify.encoding import (
+    FastEncoder,
+    process_encode,
+    process_init,
+    tokenizer_key,
+)
 from services.classify.metrics import ClassifyMetrics, classify_metrics
-from services.classify.model_watch import ModelProvider, StaticModel
+from services.classify.model_watch import (
+    ModelProvider,
+    ModelWatcher,
+    StaticModel,
+    production_provider,
+)
 from services.classify.runners import Runner, make_runner, warm_up
 from services.classify.scorer import Result, Scored, ScoreError
+from services.core.config import Settings
 from services.core.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -69,8 +88,10 @@ class _Chunk:
     request: _Request
     positions: np.ndarray  # index of each row in request.results
     texts: list[str]
-    model: SentimentModel | None = None  # whose tokenizer produced ``enc``
-    enc: Encoded | None = None
+    tok_key: str = ""  # which tokenisation produced the arrays (see tokenizer_key)
+    ids: np.ndarray | None = None  # [n, width] padded token ids
+    lengths: np.ndarray | None = None  # int32 [n]
+    truncated: np.ndarray | None = None  # bool [n]
     error: str | None = None  # the whole chunk failed to tokenise (rows retried one by one)
     cid: int = -1
     outstanding: int = 0  # rows not yet scored
@@ -84,6 +105,8 @@ class _Batch:
     arrivals: np.ndarray
     completed: list[_Request] = field(default_factory=list)
     version: str = ""
+    out: tuple | None = None  # forward phase -> finish phase
+    forward_s: float = 0.0
 
 
 class InferenceWorker:
@@ -98,6 +121,7 @@ class InferenceWorker:
         max_wait_ms: float = 50.0,
         queue_size: int = 4096,
         tokenizer_threads: int = 2,
+        tokenizer_processes: int = 0,
         pipeline_depth: int | None = None,
         chunk_size: int = 512,
         cache_size: int = 50_000,
@@ -114,16 +138,21 @@ class InferenceWorker:
         self._depth_option = pipeline_depth
         self.pipeline_depth = 1
         self.tokenizer_threads = max(1, tokenizer_threads)
+        self.tokenizer_processes = max(0, tokenizer_processes)
         self.cache_size = cache_size
         self.compile_mode = compile_mode
         self.metrics = metrics or classify_metrics()
         self.metrics.queue_capacity.set(self.queue_size)
-        # per-model helpers, built lazily and kept for the current and previous model
-        self._helpers: dict[int, tuple[SentimentModel, FastEncoder, Runner | None]] = {}
+        # per-model helpers, built lazily and kept for the current and previous model:
+        # model -> (model, tokenizer key, encoder, runner)
+        self._helpers: dict[int, tuple[SentimentModel, str, FastEncoder, Runner | None]] = {}
+        self._proc_pool: ProcessPoolExecutor | None = None
+        self._proc_key = ""
         self._helpers_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tok_pool: ThreadPoolExecutor | None = None
         self._fwd_pool: ThreadPoolExecutor | None = None
+        self._fin_pool: ThreadPoolExecutor | None = None
         # pending pool (loop thread only)
         self._p_len = np.zeros(0, dtype=np.int32)
         self._p_arr = np.zeros(0, dtype=np.float64)
@@ -149,7 +178,14 @@ class InferenceWorker:
         self._loop = asyncio.get_running_loop()
         self._tok_pool = ThreadPoolExecutor(self.tokenizer_threads, thread_name_prefix="yuqing-tok")
         self._fwd_pool = ThreadPoolExecutor(1, thread_name_prefix="yuqing-forward")
+        self._fin_pool = ThreadPoolExecutor(1, thread_name_prefix="yuqing-finish")
         model = self.provider.current()
+        if self.tokenizer_processes:
+            key, _ = self._helpers_for(model, with_runner=False)[:2]
+            self._ensure_processes(model, key)
+            await asyncio.gather(*(  # spawn them now, not on the first real chunk
+                self._loop.run_in_executor(self._proc_pool, process_encode, key, ["warm-up"])
+                for _ in range(self.tokenizer_processes)))
         if self._depth_option is not None:
             self.pipeline_depth = max(1, self._depth_option)
         else:  # CPU: cut the next batch only when the model is free (best bucketing; the
@@ -178,7 +214,7 @@ class InferenceWorker:
                 w.set_result(None)
         if self._timer is not None:
             self._timer.cancel()
-        for pool in (self._tok_pool, self._fwd_pool):
+        for pool in (self._tok_pool, self._fwd_pool, self._fin_pool, self._proc_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
 
@@ -239,65 +275,100 @@ class InferenceWorker:
             self._queued += len(part)
             self._tokenizing += 1
             self.metrics.queue_depth.set(self._queued)
-            fut = loop.run_in_executor(self._tok_pool, self._tokenize, chunk)
-            fut.add_done_callback(lambda f, c=chunk: self._chunk_ready(c, f))
+            self._schedule_tokenize(chunk)
         return await req.future  # type: ignore[return-value]
 
     # ---- per-model helpers (any thread) ------------------------------------------------
     def _helpers_for(
         self, model: SentimentModel, with_runner: bool
-    ) -> tuple[FastEncoder, Runner | None]:
+    ) -> tuple[str, FastEncoder, Runner | None]:
+        """(tokenizer key, encoder, runner) for ``model``, built once per model."""
         key = id(model)
         with self._helpers_lock:
             got = self._helpers.get(key)
-            if got is None or got[0] is not model:
-                got = (model, FastEncoder(model, self.cache_size), None)
+        if got is None or got[0] is not model:
+            got = (model, tokenizer_key(model), FastEncoder(model, self.cache_size), None)
+            with self._helpers_lock:
                 self._helpers[key] = got
                 if len(self._helpers) > 2:  # keep current + previous only
                     for k in list(self._helpers)[:-2]:
                         del self._helpers[k]
-        if with_runner and got[2] is None:  # forward thread only, so built once
+        if with_runner and got[3] is None:  # forward thread only, so built once
             runner = make_runner(model, compile_mode=self.compile_mode)
             if model.device.type == "cuda":
                 warm_up(runner, self.limits.max_batch, model.max_length)
+            got = (model, got[1], got[2], runner)
             with self._helpers_lock:
-                self._helpers[key] = got = (model, got[1], runner)
-        return got[1], got[2]
+                self._helpers[key] = got
+        return got[1], got[2], got[3]
 
     def _prepare_model(self, model: SentimentModel) -> None:
         """Build (and on CUDA warm up) encoder and runner before the first batch."""
-        _, runner = self._helpers_for(model, with_runner=True)
+        _, _, runner = self._helpers_for(model, with_runner=True)
         assert runner is not None
         runner(np.full((2, 8), 1000, dtype=np.int64), np.full(2, 8, dtype=np.int32))
 
-    # ---- tokenisation (tokenizer threads) ---------------------------------------------
-    def _tokenize(self, chunk: _Chunk) -> None:
+    # ---- tokenisation (tokenizer threads or processes) ---------------------------------
+    def _schedule_tokenize(self, chunk: _Chunk) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self.tokenizer_processes:
+            model = self.provider.current()
+            key = self._key_of(model)
+            if key is not None:  # known tokenisation: ship the texts to a process
+                self._ensure_processes(model, key)
+                chunk.tok_key = key
+                fut = loop.run_in_executor(self._proc_pool, process_encode, key, chunk.texts)
+                fut.add_done_callback(lambda f, c=chunk: self._chunk_ready(c, f))
+                return
+        fut = loop.run_in_executor(self._tok_pool, self._tokenize, chunk)
+        fut.add_done_callback(lambda f, c=chunk: self._chunk_ready(c, f))
+
+    def _key_of(self, model: SentimentModel) -> str | None:
+        got = self._helpers.get(id(model))
+        return got[1] if got is not None and got[0] is model else None
+
+    def _ensure_processes(self, model: SentimentModel, key: str) -> None:
+        """One process pool per tokenisation; a swap to a model with another tokenizer
+        replaces the pool (the old one finishes its queued chunks first)."""
+        if self._proc_pool is not None and self._proc_key == key:
+            return
+        if self._proc_pool is not None:
+            self._proc_pool.shutdown(wait=False)
+        te = model.text_encoder
+        self._proc_pool = ProcessPoolExecutor(
+            self.tokenizer_processes, mp_context=get_context("spawn"), initializer=process_init,
+            initargs=(key, te.tokenizer.to_str(), te.max_length, self.cache_size))
+        self._proc_key = key
+
+    def _tokenize(self, chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         model = self.provider.current()
-        encoder, _ = self._helpers_for(model, with_runner=False)
-        chunk.model = model
-        try:
-            chunk.enc, hits = encoder.encode_counted(chunk.texts)
+        key, encoder, _ = self._helpers_for(model, with_runner=False)
+        chunk.tok_key = key
+        enc, hits = encoder.encode_counted(chunk.texts)
+        return enc.input_ids, enc.lengths, enc.truncated, hits
+
+    def _chunk_ready(self, chunk: _Chunk, fut: asyncio.Future) -> None:
+        self._tokenizing -= 1
+        n = len(chunk.texts)
+        if fut.cancelled() or fut.exception() is not None:
+            # never expected: the forward thread re-tokenises these rows one by one
+            err = "cancelled" if fut.cancelled() else repr(fut.exception())
+            log.error("tokenising a chunk of %d items failed: %s", n, err)
+            chunk.error = err
+            chunk.ids = np.zeros((n, 1), np.int64)
+            chunk.lengths = np.ones(n, np.int32)
+            chunk.truncated = np.zeros(n, bool)
+        else:
+            chunk.ids, chunk.lengths, chunk.truncated, hits = fut.result()
             if hits:
                 self.metrics.cache_hits.inc(hits)
-        except Exception as e:  # never expected; the forward thread retries item by item
-            log.exception("tokenising a chunk of %d items failed", len(chunk.texts))
-            chunk.error = f"{type(e).__name__}: {e}"
-            n = len(chunk.texts)
-            chunk.enc = Encoded(np.zeros((n, 1), np.int64), np.zeros((n, 1), np.int64),
-                                np.ones(n, np.int32), np.zeros(n, bool))
-
-    def _chunk_ready(self, chunk: _Chunk, fut: asyncio.Future[None]) -> None:
-        self._tokenizing -= 1
-        if fut.cancelled():
-            return
-        assert chunk.enc is not None
         cid = self._next_chunk
         self._next_chunk += 1
         self._chunks[cid] = chunk
-        n = len(chunk.texts)
         chunk.cid, chunk.outstanding = cid, n
         now = self._loop.time()  # type: ignore[union-attr]
-        self._p_len = np.concatenate((self._p_len, chunk.enc.lengths))
+        self._p_len = np.concatenate((self._p_len, chunk.lengths))
         self._p_arr = np.concatenate((self._p_arr, np.full(n, now)))
         self._p_chunk = np.concatenate((self._p_chunk, np.full(n, cid, dtype=np.int64)))
         self._p_row = np.concatenate((self._p_row, np.arange(n, dtype=np.int32)))
@@ -317,7 +388,10 @@ class InferenceWorker:
         if free <= 0 or len(self._p_len) == 0:
             return
         now = loop.time()
-        flush = self._stopping
+        # Work-conserving: an idle model with nothing more being tokenised takes what is
+        # pending now (a lone agent awaiting its micro-batch must not wait max_wait for
+        # company that cannot come). Only while the model is busy do batches wait to fill.
+        flush = self._stopping or (self._inflight == 0 and self._tokenizing == 0)
         batches = plan_batches(self._p_len, self._p_arr, now, self.limits,
                                flush=flush, max_batches=free)
         if batches:
@@ -326,8 +400,8 @@ class InferenceWorker:
                 taken[idx] = True
                 batch = self._make_batch(idx)
                 self._inflight += 1
-                fut = loop.run_in_executor(self._fwd_pool, self._run_batch, batch)
-                fut.add_done_callback(lambda f, b=batch: self._batch_done(b, f))
+                fut = loop.run_in_executor(self._fwd_pool, self._forward_phase, batch)
+                fut.add_done_callback(lambda f, b=batch: self._forward_done(b, f))
             keep = ~taken
             self._p_len, self._p_arr = self._p_len[keep], self._p_arr[keep]
             self._p_chunk, self._p_row = self._p_chunk[keep], self._p_row[keep]
@@ -350,8 +424,17 @@ class InferenceWorker:
             row_groups.append(group_r)
         return _Batch(chunks, row_groups, self._p_len[idx][order], self._p_arr[idx][order])
 
+    def _forward_done(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
+        self._inflight -= 1  # the device is free: cut the next batch now
+        if fut.cancelled() or fut.exception() is not None:
+            self._batch_done(batch, fut)
+        else:
+            fin = self._loop.run_in_executor(  # type: ignore[union-attr]
+                self._fin_pool, self._finish_phase, batch)
+            fin.add_done_callback(lambda f, b=batch: self._batch_done(b, f))
+        self._schedule_pump()
+
     def _batch_done(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
-        self._inflight -= 1
         n = len(batch.lengths)
         self._queued -= n
         self.metrics.queue_depth.set(self._queued)
@@ -382,29 +465,35 @@ class InferenceWorker:
         self._schedule_pump()
 
     # ---- forward (forward thread) ------------------------------------------------------
-    def _run_batch(self, batch: _Batch) -> None:
+    def _forward_phase(self, batch: _Batch) -> None:
+        """Forward thread: collate, run the model (bisecting on failure). Only this holds
+        the device, so it does nothing else: results are built by the finisher thread."""
         t0 = time.perf_counter()
         model = self.provider.current()
-        encoder, runner = self._helpers_for(model, with_runner=True)
+        key, encoder, runner = self._helpers_for(model, with_runner=True)
         assert runner is not None
-        ids, lengths, truncated, bad = self._collate(batch, model, encoder, runner.pad_to)
-        n = len(lengths)
-        results: list[Result] = [None] * n  # type: ignore[list-item]
-        for i in np.flatnonzero(bad).tolist():
-            results[i] = bad[i]
+        ids, lengths, truncated, bad = self._collate(batch, key, model, encoder, runner.pad_to)
         ok = np.flatnonzero(bad == None)  # noqa: E711  (object array of errors)
+        probs, errors = None, []
         if len(ok):
             probs, errors = self._forward_isolating(runner, ids[ok], lengths[ok], top=True)
+        batch.out = (model, lengths, truncated, bad, ok, probs, errors)
+        batch.forward_s = time.perf_counter() - t0
+
+    def _finish_phase(self, batch: _Batch) -> None:
+        """Finisher thread: per-item results, scattered into the callers' lists."""
+        model, lengths, truncated, bad, ok, probs, errors = batch.out
+        n = len(lengths)
+        results: list[Result] = list(bad)
+        if len(ok):
             labels, version = model.labels, model.version
             top = probs.argmax(1).tolist()
             rows = probs.tolist()
             trunc = truncated[ok].tolist()
             for j, i in enumerate(ok.tolist()):
-                if errors[j] is not None:
-                    results[i] = errors[j]
-                else:
-                    results[i] = Scored(labels[top[j]], dict(zip(labels, rows[j], strict=True)),
-                                        version, trunc[j])
+                err = errors[j]
+                results[i] = err if err is not None else Scored(
+                    labels[top[j]], dict(zip(labels, rows[j], strict=True)), version, trunc[j])
             real, slots = int(lengths[ok].sum()), len(ok) * int(lengths[ok].max())
             self.real_tokens += real
             self.padded_tokens += slots
@@ -413,7 +502,6 @@ class InferenceWorker:
         for r in results:
             if isinstance(r, ScoreError):
                 self.metrics.item_errors.labels(reason=r.reason).inc()
-        # scatter into the callers' result lists; the loop resolves finished requests
         k = 0
         for chunk, rows in zip(batch.chunks, batch.rows, strict=True):
             req = chunk.request
@@ -424,40 +512,42 @@ class InferenceWorker:
             req.remaining -= len(rows)
             if req.remaining == 0:
                 batch.completed.append(req)
-        dt = time.perf_counter() - t0
         batch.version = model.version
+        batch.out = None
         self.batches += 1
         self.scored += n
         m = self.metrics
         m.batch_size.observe(n)
-        m.batch_latency.observe(dt)
+        m.batch_latency.observe(batch.forward_s)
         m.sequences.inc(n)
-        if dt > 0:
-            m.sequences_per_s.set(n / dt)
+        if batch.forward_s > 0:
+            m.sequences_per_s.set(n / batch.forward_s)
 
     def _collate(
-        self, batch: _Batch, model: SentimentModel, encoder: FastEncoder, pad_to: int
+        self, batch: _Batch, key: str, model: SentimentModel, encoder: FastEncoder, pad_to: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Gather the batch's rows into one padded array (re-tokenising rows encoded by a
-        previous model). Returns ids, lengths, truncated and per-row input errors."""
-        encs: list[Encoded] = []
+        """Gather the batch's rows into one padded array (re-tokenising rows that another
+        tokenisation produced, i.e. after a swap to a model with a different tokenizer).
+        Returns ids, lengths, truncated and per-row input errors."""
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for chunk, rows in zip(batch.chunks, batch.rows, strict=True):
-            assert chunk.enc is not None
-            if chunk.model is not model or chunk.error is not None:
-                encs.append(self._encode_rows(encoder, [chunk.texts[r] for r in rows.tolist()]))
+            assert chunk.ids is not None and chunk.lengths is not None
+            if chunk.tok_key != key or chunk.error is not None:
+                e = self._encode_rows(encoder, [chunk.texts[r] for r in rows.tolist()])
+                parts.append((e.input_ids, e.lengths, e.truncated))
             else:
-                encs.append(chunk.enc.select(rows))
-        lengths = np.concatenate([e.lengths for e in encs])
-        truncated = np.concatenate([e.truncated for e in encs])
+                parts.append((chunk.ids[rows], chunk.lengths[rows], chunk.truncated[rows]))
+        lengths = np.concatenate([p[1] for p in parts])
+        truncated = np.concatenate([p[2] for p in parts])
         width = max(int(lengths.max()), 1)
         if pad_to > 1:
             width = min(-(-width // pad_to) * pad_to, max(width, model.max_length))
         ids = np.full((len(lengths), width), encoder.pad_id, dtype=np.int64)
         k = 0
-        for e in encs:
-            w = min(e.input_ids.shape[1], width)
-            ids[k : k + len(e), :w] = e.input_ids[:, :w]
-            k += len(e)
+        for p_ids, p_len, _ in parts:
+            w = min(p_ids.shape[1], width)
+            ids[k : k + len(p_len), :w] = p_ids[:, :w]
+            k += len(p_len)
         bad = np.full(len(lengths), None, dtype=object)
         empty = lengths <= encoder.n_special
         for i in np.flatnonzero(empty).tolist():
@@ -530,4 +620,45 @@ def _trim(ids: np.ndarray, lengths: np.ndarray, pad_to: int) -> np.ndarray:
     """Drop padding columns no row needs (after bisection a half may be much shorter)."""
     width = max(int(lengths.max()), 1)
     width = min(-(-width // pad_to) * pad_to, ids.shape[1])
-    return ids if width == ids.shape[1] else ids[:, :width]
+    return ids if width == ids.shape[1] else np.ascontiguousarray(ids[:, :width])
+
+
+@asynccontextmanager
+async def open_inference_worker(
+    settings: Settings, metrics: ClassifyMetrics | None = None
+) -> AsyncIterator[InferenceWorker]:
+    """The product's worker: the production model (or ``model_path``), followed for hot
+    swaps, behind a started worker configured from ``settings``. Raises ModelLoadError
+    (saying how to get a model) when there is nothing to serve.
+
+    Usage in the classify agent::
+
+        async with open_inference_worker(settings) as scorer:
+            async for batch in stream.take(n, within=...):
+                await scorer.wait_for_room(len(batch))   # backpressure: pauses consumption
+                results = await scorer.submit_many([d.text for d in batch])
+    """
+    metrics = metrics or classify_metrics()
+    provider = await production_provider(
+        settings.model_registry, settings.model_path, device=settings.device,
+        backend=settings.classify_backend, poll_s=settings.model_poll_s, metrics=metrics,
+    )
+    worker = InferenceWorker(
+        provider,
+        max_batch=settings.classify_max_batch,
+        max_tokens=settings.classify_max_tokens,
+        max_wait_ms=settings.classify_max_wait_ms,
+        queue_size=settings.classify_queue_size,
+        tokenizer_threads=settings.classify_tokenizer_threads,
+        tokenizer_processes=settings.classify_tokenizer_processes,
+        cache_size=settings.classify_cache_size,
+        compile_mode=settings.classify_compile,
+        metrics=metrics,
+    )
+    try:
+        await worker.start()
+        yield worker
+    finally:
+        await worker.stop()
+        if isinstance(provider, ModelWatcher):
+            await provider.stop()

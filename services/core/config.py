@@ -82,6 +82,16 @@ class Settings(BaseSettings):
                                      description="Bounded inference queue; when full, consumption pauses.")
     model_poll_s: float = Field(5.0, validation_alias=_env("YUQING_MODEL_POLL_S"),
                                 description="How often the worker checks the registry's production pointer.")
+    classify_backend: str = Field("auto", validation_alias=_env("YUQING_CLASSIFY_BACKEND"),
+                                  description="CPU inference backend: auto (picked per host), fp32, int8 or onnx. CUDA runs bf16.")
+    classify_tokenizer_threads: int = Field(2, validation_alias=_env("YUQING_CLASSIFY_TOKENIZER_THREADS"),
+                                            description="Threads tokenising ahead of the forward pass.")
+    classify_tokenizer_processes: int = Field(0, validation_alias=_env("YUQING_CLASSIFY_TOKENIZER_PROCESSES"),
+                                              description="Tokenise in this many processes instead of threads (GPU hosts with many cores); 0: threads.")
+    classify_cache_size: int = Field(50_000, validation_alias=_env("YUQING_CLASSIFY_CACHE_SIZE"),
+                                     description="Repeated texts whose token ids are cached (0 turns the cache off).")
+    classify_compile: str | None = Field(None, validation_alias=_env("YUQING_CLASSIFY_COMPILE"),
+                                         description="torch.compile mode for the CUDA path (e.g. reduce-overhead); unset: off.")
 
     sink_max_wait_ms: int = Field(250, validation_alias=_env("YUQING_SINK_MAX_WAIT_MS"),
                                   description="Longest a scored document waits before the sinks write its batch.")

@@ -72,6 +72,19 @@ async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec] | None = 
 Record = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
+def dlq_record(dlq_topic: str, dead_letter) -> Record:
+    """A DLQ record keyed by where the input came from (``topic:partition:offset``).
+
+    The key is the DLQ's idempotency key: a batch redelivered after a crash can produce the
+    same dead letter twice (the first copy was acknowledged, the input offset not yet
+    committed); readers -- and log compaction, if enabled on the topic -- treat records with
+    the same key as one.
+    """
+    o = dead_letter.origin
+    return (dlq_topic, f"{o.topic}:{o.partition}:{o.offset}".encode(),
+            dead_letter.model_dump_json().encode())
+
+
 async def deliver(producer, records: Sequence[Record]) -> None:
     """Send ``records`` and return only when the broker acknowledged every one (acks=all).
 

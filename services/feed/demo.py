@@ -224,16 +224,18 @@ async def _poll(view: View, expected: int) -> None:
             view.alerts = sorted(seen_alerts.values(), key=lambda a: (a.window_start, a.alert_id))
             with contextlib.suppress(Exception):
                 r = await es.count(index=f"{s.es_index_prefix}*",
-                                   query={"prefix": {"source_id": view.run}})
+                                   query={"prefix": {"source_id": view.spec.run}})
                 view.indexed = r["count"]
             with contextlib.suppress(Exception):
                 now = view.cursor + timedelta(minutes=1)
                 got = await store.read_many([("entity", t) for t, _ in COMPANIES] + [(DIM_ALL, ALL)],
                                             now=now)
                 view.trends = {t: got[("entity", t)] for t, _ in COMPANIES}
-                view.counted = (await store.read(DIM_ALL, ALL, now=view.spec.start
-                                                 + timedelta(seconds=view.spec.duration_s + 60)))[
-                    "24h"].count
+                points = await store.series(DIM_ALL, ALL, view.spec.start - timedelta(hours=1),
+                                            view.spec.start + timedelta(seconds=view.spec.duration_s,
+                                                                        hours=2),
+                                            resolution="hour")
+                view.counted = sum(p.counts.count for p in points)
             await asyncio.sleep(0.8)
     finally:
         await consumer.stop()

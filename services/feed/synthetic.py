@@ -275,7 +275,7 @@ def _invalid(rng: random.Random, spec: FeedSpec) -> FeedItem:
                             "published_at": pub.isoformat()}).encode()
         reason = "schema"
     else:
-        value, reason = b"[1, 2, 3]", "schema"
+        value, reason = b"[1, 2, 3]", "not_object"
     return FeedItem(kind, None, value, pub, {"invalid": reason, "spike": False, "ticker": None,
                                             "label": None, "topic": None})
 

@@ -21,7 +21,7 @@ from services.classify.agent import parse_batch
 from services.core.config import Settings
 from services.core.effects import until_durable
 from services.core.schemas import ScoredDoc, SourceRef
-from services.core.topics import Record, deliver
+from services.core.topics import Record, deliver, dlq_record
 from services.index.sink import EsSink, FlushResult
 from services.ingest.pipeline import dead_letter
 
@@ -50,7 +50,7 @@ def rejected_records(settings: Settings, result: FlushResult,
         origin = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
         dl = dead_letter(m.value, m.key, origin, "index_rejected",
                          f"HTTP {f.status} {f.error_type}: {f.reason}", stage="index")
-        out.append((settings.topic_dlq, None, dl.model_dump_json().encode()))
+        out.append(dlq_record(settings.topic_dlq, dl))
     return out
 
 

@@ -17,7 +17,7 @@ from services.app import raw_topic
 from services.core.config import Settings
 from services.core.effects import until_durable
 from services.core.schemas import SourceRef
-from services.core.topics import Record, deliver
+from services.core.topics import Record, deliver, dlq_record
 from services.ingest.dedup import DedupStore
 from services.ingest.entities import EntityLinker
 from services.ingest.pipeline import Duplicate, Forward, Ingestor, Kind, Reject
@@ -72,7 +72,7 @@ def _agent(app: faust.App, settings: Settings, kind: Kind):
                         seen["duplicates"] += 1
                     elif isinstance(outcome, Reject):
                         dl = outcome.dead_letter
-                        records.append((settings.topic_dlq, None, dl.model_dump_json().encode()))
+                        records.append(dlq_record(settings.topic_dlq, dl))
                         seen["dead_lettered"] += 1
                 await until_durable("ingest deliver", lambda r=records: deliver(app.producer, r))
                 log.debug("ingest %s: %s", kind, dict(seen))

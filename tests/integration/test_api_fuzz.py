@@ -42,6 +42,19 @@ async def _admin_key(s: Settings) -> str:
         await redis.aclose()
 
 
+async def _drop_topic(s: Settings) -> None:
+    """The labels topic the fuzzed feedback calls auto-created (if any)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    await admin.start()
+    try:
+        if s.topic_labels in await admin.list_topics():
+            await admin.delete_topics([s.topic_labels])
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="module")
 def fuzz_server():
     tag = uuid.uuid4().hex[:10]
@@ -64,6 +77,7 @@ def fuzz_server():
     yield f"http://127.0.0.1:{port}", key, app
     server.should_exit = True
     thread.join(10)
+    asyncio.run(_drop_topic(s))
     r = SyncRedis.from_url(s.redis_url)
     keys = list(r.scan_iter(match=f"{s.redis_prefix}*", count=1000))
     if keys:
@@ -100,13 +114,3 @@ def test_no_server_errors(fuzz_server):
     assert operations == sum(len(ops) for ops in app.openapi()["paths"].values())
     assert cases >= operations
     assert {200, 422} <= statuses  # both accepted and refused requests were generated
-
-
-def test_openapi_document_is_versioned_and_secured(fuzz_server):
-    _, _, app = fuzz_server
-    doc = app.openapi()
-    api_paths = [p for p in doc["paths"] if p not in ("/healthz", "/readyz", "/metrics")]
-    assert api_paths and all(p.startswith("/v1/") for p in api_paths)
-    for path in api_paths:
-        for op in doc["paths"][path].values():
-            assert op.get("security") == [{"APIKeyHeader": []}], path

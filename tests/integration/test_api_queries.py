@@ -27,21 +27,24 @@ from tests.integration.api_helpers import (
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime.now(UTC)
-DOCS = [
+
+
+def make_docs(now: datetime) -> list:
+    """Documents relative to ``now`` (built when the test runs, not at import)."""
+    return [
     scored("news:wire:1", text="Apple recall widens after battery fires", label="negative",
            entities=["AAPL"], negative=0.9, topics=["product"],
-           published_at=NOW - timedelta(minutes=30)),
+           published_at=now - timedelta(minutes=30)),
     scored("news:wire:2", text="Apple beats estimates on services growth", label="positive",
            entities=["AAPL"], negative=0.05, topics=["earnings"],
-           published_at=NOW - timedelta(minutes=20)),
+           published_at=now - timedelta(minutes=20)),
     scored("comment:forum:3", text="Microsoft cloud steady, nothing new", label="neutral",
            entities=["MSFT"], source="forum", negative=0.1,
-           published_at=NOW - timedelta(minutes=10)),
+           published_at=now - timedelta(minutes=10)),
     scored("news:wire:4", text="Apple supplier recall costs mount", label="negative",
            entities=["AAPL"], negative=0.7, topics=["product"],
-           published_at=NOW - timedelta(days=3)),
-]
+           published_at=now - timedelta(days=3)),
+    ]
 
 
 @pytest_asyncio.fixture
@@ -49,7 +52,8 @@ async def ctx(settings, redis, redis_ns, es, es_prefix, new_topic):
     labels = await new_topic("labels")
     s = isolated_settings(settings, redis_ns, es_prefix, topic_labels=labels)
     await install_templates(es, es_prefix)
-    for d in DOCS:
+    docs = make_docs(datetime.now(UTC))
+    for d in docs:
         await es.index(index=index_for(es_prefix, d.published_at), id=d.doc_id,
                        document=doc_to_source(d))
     alerts = [make_alert("AAPL", severity="critical"), make_alert("AAPL", severity="info"),
@@ -57,17 +61,17 @@ async def ctx(settings, redis, redis_ns, es, es_prefix, new_topic):
     for a in alerts:
         await es.index(index=s.es_alerts_index, id=a.alert_id, document=alert_to_source(a))
     await es.indices.refresh(index=f"{es_prefix}*")
-    await TrendStore(redis, redis_ns, 48 * 3600).record(DOCS[:3])
+    await TrendStore(redis, redis_ns, 48 * 3600).record(docs[:3])
     keys = await make_keys(redis, redis_ns)
     async with api_client(s) as client:
-        yield client, keys, s, alerts
+        yield client, keys, s, alerts, docs
     await es.options(ignore_status=404).indices.delete(index=f"{es_prefix}*")
     await es.options(ignore_status=404).indices.delete_index_template(name=f"{es_prefix}*")
     await remove_component_templates(es, es_prefix)
 
 
 async def test_documents_search(ctx):
-    client, keys, _, _ = ctx
+    client, keys, _, _, _ = ctx
     h = auth(keys["read"])
 
     async def ids(**params):
@@ -91,13 +95,14 @@ async def test_documents_search(ctx):
 
 
 async def test_bad_requests_are_400_or_422_with_a_reason(ctx):
-    client, keys, _, _ = ctx
+    client, keys, _, _, _ = ctx
     h = auth(keys["read"])
     r = await client.get("/v1/documents", params={"entity": "ZZZZQ"}, headers=h)
     assert r.status_code == 400 and "unknown entity" in r.json()["detail"]
     r = await client.get("/v1/trends", params={"entity": "ZZZZQ"}, headers=h)
     assert r.status_code == 400 and "unknown entity" in r.json()["detail"]
-    since, until = NOW.isoformat(), (NOW - timedelta(hours=1)).isoformat()
+    now = datetime.now(UTC)
+    since, until = now.isoformat(), (now - timedelta(hours=1)).isoformat()
     for path in ("/v1/documents", "/v1/alerts", "/v1/trends"):
         r = await client.get(path, params={"since": since, "until": until}, headers=h)
         assert r.status_code == 400 and "bad time range" in r.json()["detail"], path
@@ -111,7 +116,7 @@ async def test_bad_requests_are_400_or_422_with_a_reason(ctx):
 
 
 async def test_alerts_filtered_and_paged(ctx):
-    client, keys, _, alerts = ctx
+    client, keys, _, alerts, _ = ctx
     h = auth(keys["read"])
     r = await client.get("/v1/alerts", headers=h)
     assert r.status_code == 200 and r.json()["total"] == 3
@@ -123,7 +128,7 @@ async def test_alerts_filtered_and_paged(ctx):
 
 
 async def test_trends_from_redis(ctx):
-    client, keys, _, _ = ctx
+    client, keys, _, _, _ = ctx
     h = auth(keys["read"])
     r = await client.get("/v1/trends", params={"entity": "AAPL", "window": "2h"}, headers=h)
     assert r.status_code == 200, r.text
@@ -146,7 +151,7 @@ async def test_trends_from_redis(ctx):
 
 async def test_feedback_is_stored_in_kafka_and_redis_and_exported(ctx, settings, redis,
                                                                   redis_ns, unique, tmp_path):
-    client, keys, s, _ = ctx
+    client, keys, s, _, docs = ctx
     r = await client.post("/v1/feedback", json={"doc_id": "news:wire:2", "label": "neutral"},
                           headers=auth(keys["read"]))
     assert r.status_code == 403
@@ -177,7 +182,7 @@ async def test_feedback_is_stored_in_kafka_and_redis_and_exported(ctx, settings,
     assert [(f.doc_id, f.label) for f in got] == [("news:wire:2", "neutral"),
                                                   ("news:wire:1", "neutral"),
                                                   ("news:wire:1", "negative")]
-    assert got[0].text == DOCS[1].text and got[2].analyst == "li"
+    assert got[0].text == docs[1].text and got[2].analyst == "li"
     assert await redis.xlen(f"{redis_ns}:feedback") == 3
 
     out = tmp_path / "labels.jsonl"
@@ -190,11 +195,11 @@ async def test_feedback_is_stored_in_kafka_and_redis_and_exported(ctx, settings,
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["doc_id"], r["label"]) for r in rows] == [("news:wire:2", "neutral"),
                                                          ("news:wire:1", "negative")]
-    assert set(rows[0]) == {"doc_id", "text", "label", "ts"} and rows[1]["text"] == DOCS[0].text
+    assert set(rows[0]) == {"doc_id", "text", "label", "ts"} and rows[1]["text"] == docs[0].text
 
 
 async def test_health_ready_metrics(ctx):
-    client, _, _, _ = ctx
+    client, _, _, _, _ = ctx
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     r = await client.get("/readyz")
     assert r.status_code == 200, r.text

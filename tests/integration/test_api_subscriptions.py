@@ -72,7 +72,8 @@ async def test_crud_with_each_scope(ctx, scope):
     r = await client.delete(f"/v1/subscriptions/{sub_id}", headers=h)
     assert r.status_code == (204 if may_write else 403)
     if not may_write:
-        assert (await client.delete(f"/v1/subscriptions/{sub_id}", headers=writer)).status_code == 204
+        r = await client.delete(f"/v1/subscriptions/{sub_id}", headers=writer)
+        assert r.status_code == 204
     r = await client.get(f"/v1/subscriptions/{sub_id}", headers=h)
     assert r.status_code == 404
 
@@ -134,6 +135,15 @@ async def test_validation_errors_name_the_field(ctx):
         assert r.status_code == 422, body
         locs = [".".join(str(p) for p in e["loc"]) for e in r.json()["detail"]]
         assert any(field in loc for loc in locs), (field, locs)
+    r = await client.post("/v1/subscriptions", headers=h,
+                          json={**BODY, "filters": {"entities": ["AAPL", "ZZZZQ"]}})
+    assert r.status_code == 400 and "unknown entity 'ZZZZQ'" in r.json()["detail"]
+    r = await client.post("/v1/subscriptions", headers=h,
+                          json={**BODY, "filters": {"entities": ["goog", "$GOOGL"]},
+                                "silences": [{"entity": "goog", "until": "2099-01-01T00:00:00Z"}]})
+    assert r.status_code == 201  # listings map to the canonical ticker the pipeline uses
+    assert r.json()["filters"]["entities"] == ["GOOGL"]
+    assert r.json()["silences"][0]["entity"] == "GOOGL"
     r = await client.get("/v1/subscriptions?limit=0", headers=h)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "limit"]
 

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
 
 from services.alerts import webhook
 from services.alerts.delivery import DeliveryEngine, DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
+from services.core.schemas import DeadLetter
 from tests.integration.api_helpers import make_alert
 from tests.integration.delivery_helpers import Worker, add_subscription, alert_ids, produce
 from tests.integration.webhook_receiver import Receiver
@@ -51,7 +55,8 @@ async def test_crash_mid_delivery_then_restart(settings, redis, redis_ns, new_to
         def seen() -> set[str]:
             return {i for r in receiver.delivered("/hook").values() for i in alert_ids(r.json)}
 
-        await receiver.wait_for(lambda: seen() == expected)
+        # the second worker takes over once the crashed one's lease lapses (timeout + 5 s)
+        await receiver.wait_for(lambda: seen() == expected, within_s=45)
         await asyncio.sleep(1.0)  # a duplicate burst would arrive now
     finally:
         await second.stop()
@@ -65,7 +70,8 @@ async def test_crash_mid_delivery_then_restart(settings, redis, redis_ns, new_to
     cut, resent = reqs[0], delivered[reqs[0].delivery_id]
     assert resent.body == cut.body and sorted(alert_ids(cut.json)) == sorted([a1.alert_id,
                                                                              a2.alert_id])
-    assert (cut.headers[webhook.ATTEMPT_HEADER], resent.headers[webhook.ATTEMPT_HEADER]) == ("1", "2")
+    attempts = (cut.headers[webhook.ATTEMPT_HEADER], resent.headers[webhook.ATTEMPT_HEADER])
+    assert attempts == ("1", "2")
     assert await DeliveryState(redis, redis_ns).pending(sub_id) == {
         "pending_groups": 0, "outbox": 0, "dead_letters": 0}
 
@@ -73,8 +79,6 @@ async def test_crash_mid_delivery_then_restart(settings, redis, redis_ns, new_to
 async def test_reread_alert_is_not_routed_twice(redis, redis_ns):
     """The consumer re-reads alerts after a crash before its commit; they must not double."""
     sub_id = await add_subscription(redis, redis_ns, "http://127.0.0.1:9/never")
-    import httpx
-
     async with httpx.AsyncClient() as http:
         engine = DeliveryEngine(redis, redis_ns, http=http)
         a = make_alert("ACME")
@@ -87,7 +91,6 @@ async def test_reread_alert_is_not_routed_twice(redis, redis_ns):
     sub = await SubscriptionStore(redis, redis_ns).get(sub_id)
     assert sub is not None
     state = DeliveryState(redis, redis_ns)
-    import json
     group = json.loads(await redis.hget(state.keys(sub_id).groups, "ACME"))
     assert len(group["alerts"]) == 2
 
@@ -95,10 +98,6 @@ async def test_reread_alert_is_not_routed_twice(redis, redis_ns):
 async def test_bad_alert_goes_to_dlq_and_consumption_continues(settings, redis, redis_ns,
                                                                new_topic, unique, kafka_producer,
                                                                receiver):
-    from aiokafka import AIOKafkaConsumer
-
-    from services.core.schemas import DeadLetter
-
     topic, dlq = await new_topic("alerts"), await new_topic("dlq")
     await add_subscription(redis, redis_ns, f"{receiver.base_url}/hook")
     w = await Worker(redis, redis_ns, bootstrap=settings.kafka_bootstrap, topic=topic,
@@ -127,3 +126,27 @@ async def test_bad_alert_goes_to_dlq_and_consumption_continues(settings, redis, 
     letters = [DeadLetter.model_validate_json(r.value) for r in records]
     assert [(d.reason, d.stage, d.origin.offset) for d in letters] == [
         ("schema", "deliver", 0), ("invalid_json", "deliver", 1)]
+
+
+async def test_two_workers_send_each_delivery_once(settings, redis, redis_ns, new_topic, unique,
+                                                   kafka_producer, receiver):
+    """Scaled out (two workers, one consumer group), each delivery is still sent once: one
+    worker at a time holds a subscription's send lease."""
+    topic, dlq = await new_topic("alerts", partitions=2), await new_topic("dlq")
+    await add_subscription(redis, redis_ns, f"{receiver.base_url}/hook", group_wait_s=0.3)
+    workers = [await Worker(redis, redis_ns, bootstrap=settings.kafka_bootstrap, topic=topic,
+                            group_id=f"test-pair-{unique}", dlq_topic=dlq,
+                            producer=kafka_producer).start() for _ in range(2)]
+    try:
+        alerts = [make_alert(e, topic=t) for e in ("ACME", "MSFT", "AAPL", "TSLA")
+                  for t in ("earnings", "legal")]
+        await produce(kafka_producer, topic, *alerts)
+        expected = {a.alert_id for a in alerts}
+        await receiver.wait_for(lambda: {i for r in receiver.delivered("/hook").values()
+                                         for i in alert_ids(r.json)} == expected)
+        await asyncio.sleep(1.0)
+    finally:
+        for w in workers:
+            await w.stop()
+    reqs = receiver.at("/hook")
+    assert len(reqs) == len({r.delivery_id for r in reqs}) == 4  # one per entity, none twice

@@ -3,10 +3,16 @@ local receiver; retries, dead letters, silences and isolation between subscripti
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import socket
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
 
 from services.alerts import webhook
 from services.alerts.delivery import DeliveryState
@@ -121,10 +127,10 @@ async def test_last_failed_try_becomes_a_dead_letter(env, receiver, redis, redis
     async def dead(sub_id):
         return (await state.pending(sub_id))["dead_letters"]
 
-    async def both_dead():
-        while not (await dead(down) and await dead(gone)):
-            await asyncio.sleep(0.1)
-    await asyncio.wait_for(both_dead(), 20)
+    for _ in range(200):  # state is polled from Redis: there is no event to wait on
+        if await dead(down) and await dead(gone):
+            break
+        await asyncio.sleep(0.1)
     assert [r.status for r in receiver.at("/down")] == [500, 502, 504]
     assert [r.status for r in receiver.at("/gone")] == [410]  # 4xx: no point retrying
     items, total = await state.read_dead(down, 0, 10)
@@ -152,6 +158,24 @@ async def test_silence_suppresses(env, receiver, redis, redis_ns, kafka_producer
     assert [e["alert_ids"] for e in silenced] == [[muted.alert_id]]
 
 
+async def test_repeat_interval_suppresses_renotification(env, receiver, redis, redis_ns,
+                                                        kafka_producer):
+    sub_id = await add_subscription(redis, redis_ns, f"{receiver.base_url}/rep",
+                                    group_wait_s=0.2, group_interval_s=0, repeat_interval_s=3600)
+    await env["worker"]().start()
+    first = make_alert("ACME", topic="legal")
+    await produce(kafka_producer, env["topic"], first)
+    await receiver.wait_for(lambda: len(receiver.delivered("/rep")) == 1)
+    again, other_topic = make_alert("ACME", topic="legal"), make_alert("ACME", topic="earnings")
+    await produce(kafka_producer, env["topic"], again, other_topic)
+    await receiver.wait_for(lambda: len(receiver.delivered("/rep")) == 2)
+    await asyncio.sleep(1.0)
+    sent = [alert_ids(r.json) for r in receiver.delivered("/rep").values()]
+    assert sent == [[first.alert_id], [other_topic.alert_id]]
+    log = await _log(redis, redis_ns, sub_id)
+    assert [e["alert_ids"] for e in log if e["status"] == "repeat"] == [[again.alert_id]]
+
+
 async def test_slow_webhook_does_not_delay_others(env, receiver, redis, redis_ns,
                                                   kafka_producer):
     receiver.scripts["/slow"] = ["hang"]
@@ -164,5 +188,56 @@ async def test_slow_webhook_does_not_delay_others(env, receiver, redis, redis_ns
     await receiver.wait_for(lambda: len(receiver.delivered("/fast")) == 1)
     # the slow request started first and is still hanging: nothing recorded for it yet
     assert len(receiver.at("/slow")) == 1
-    assert receiver.at("/slow")[0].arrived < next(iter(receiver.delivered("/fast").values())).arrived
+    fast = next(iter(receiver.delivered("/fast").values()))
+    assert receiver.at("/slow")[0].arrived < fast.arrived
     assert [e["status"] for e in await _log(redis, redis_ns, slow)] == ["queued"]
+
+
+async def test_kafka_channel(env, redis, redis_ns, kafka_producer, new_topic, settings, unique):
+    out_topic = await new_topic("desk")
+    await add_subscription(redis, redis_ns, "http://unused", group_wait_s=0.2,
+                           channel={"type": "kafka", "topic": out_topic})
+    await env["worker"]().start()
+    a = make_alert("ACME")
+    await produce(kafka_producer, env["topic"], a)
+    consumer = AIOKafkaConsumer(out_topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=f"test-desk-{unique}")
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=20_000, max_records=5)
+    finally:
+        await consumer.stop()
+    msgs = [m for ms in batch.values() for m in ms]
+    assert len(msgs) == 1
+    body = json.loads(msgs[0].value)
+    assert alert_ids(body) == [a.alert_id] and msgs[0].key == b"ACME"
+    assert dict(msgs[0].headers)[webhook.DELIVERY_HEADER].decode() == body["delivery_id"]
+
+
+async def test_deliver_command_runs_and_stops_on_sigterm(receiver, redis, redis_ns, new_topic,
+                                                         kafka_producer, unique):
+    topic = await new_topic("alerts")
+    await add_subscription(redis, redis_ns, f"{receiver.base_url}/cli", group_wait_s=0.2)
+    env = {**os.environ, "YUQING_REDIS_PREFIX": redis_ns, "YUQING_TOPIC_ALERTS": topic,
+           "YUQING_DELIVER_GROUP_ID": f"test-cli-{unique}", "YUQING_DELIVER_POLL_S": "0.2",
+           "YUQING_TOPIC_DLQ": f"test.{unique}.dlq"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        ".venv/bin/yuqing", "deliver", "--from-beginning", "--metrics-port", str(port), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        a = make_alert("ACME")
+        await produce(kafka_producer, topic, a)
+        await receiver.wait_for(lambda: len(receiver.delivered("/cli")) == 1, within_s=60)
+        assert alert_ids(next(iter(receiver.delivered("/cli").values())).json) == [a.alert_id]
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert 'yuqing_deliver_tries_total{result="delivered"} 1.0' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "delivery worker stopped" in err.decode()
+    assert SECRET not in err.decode()

@@ -82,7 +82,7 @@ class Receiver:
                 out.setdefault(r.delivery_id, r)
         return out
 
-    async def wait_for(self, predicate, timeout: float = 20.0) -> None:
+    async def wait_for(self, predicate, within_s: float = 20.0) -> None:
         async def loop() -> None:
             while not predicate():
                 self.arrived.clear()
@@ -90,4 +90,4 @@ class Receiver:
                     await asyncio.wait_for(self.arrived.wait(), 0.2)
                 except TimeoutError:
                     pass
-        await asyncio.wait_for(loop(), timeout)
+        await asyncio.wait_for(loop(), within_s)

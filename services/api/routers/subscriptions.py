@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel
 
 from services.alerts.subscriptions import (
@@ -17,6 +17,7 @@ from services.alerts.subscriptions import (
     new_subscription,
 )
 from services.api.deps import DeliveryDep, Limit, Offset, ReadKey, SubscribeKey, SubsDep
+from services.core.schemas import utcnow
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -39,6 +40,22 @@ class DeliveryLogPage(BaseModel):
     state: dict[str, int]
 
 
+async def _canonical(request: Request, body: SubscriptionIn | SubscriptionPatch) -> Any:
+    """Entities as the pipeline spells them (watchlist canonical tickers, so ``GOOG`` matches
+    alerts on ``GOOGL``); an entity yuqing has never seen is a 400, as everywhere in the API."""
+    changes: dict[str, Any] = {}
+    if body.filters is not None and body.filters.entities:
+        resolved = [e if e == "*" else await request.app.state.entities.resolve(e)
+                    for e in body.filters.entities]
+        changes["filters"] = body.filters.model_copy(
+            update={"entities": list(dict.fromkeys(resolved))})
+    if body.silences:
+        linker = request.app.state.linker
+        changes["silences"] = [s.model_copy(update={"entity": linker.canonical(s.entity)})
+                               if s.entity and s.entity != "*" else s for s in body.silences]
+    return body.model_copy(update=changes) if changes else body
+
+
 async def _get(subs: SubsDep, sub_id: str) -> Subscription:
     sub = await subs.get(sub_id)
     if sub is None:
@@ -48,8 +65,9 @@ async def _get(subs: SubsDep, sub_id: str) -> Subscription:
 
 @router.post("", status_code=201, response_model=SubscriptionOut,
              summary="Create a subscription (scope: subscribe)")
-async def create(body: SubscriptionIn, subs: SubsDep, key: SubscribeKey) -> SubscriptionOut:
-    sub = new_subscription(body, owner_key_id=key.key_id)
+async def create(request: Request, body: SubscriptionIn, subs: SubsDep,
+                 key: SubscribeKey) -> SubscriptionOut:
+    sub = new_subscription(await _canonical(request, body), owner_key_id=key.key_id)
     await subs.put(sub)
     return sub.public()
 
@@ -69,9 +87,9 @@ async def get(sub_id: SubId, subs: SubsDep, _: ReadKey) -> SubscriptionOut:
 
 @router.patch("/{sub_id}", response_model=SubscriptionOut,
               summary="Change some fields of a subscription (scope: subscribe)")
-async def update(sub_id: SubId, body: SubscriptionPatch, subs: SubsDep,
+async def update(request: Request, sub_id: SubId, body: SubscriptionPatch, subs: SubsDep,
                  _: SubscribeKey) -> SubscriptionOut:
-    sub = apply_patch(await _get(subs, sub_id), body)
+    sub = apply_patch(await _get(subs, sub_id), await _canonical(request, body))
     await subs.put(sub)
     return sub.public()
 
@@ -87,12 +105,16 @@ async def delete(sub_id: SubId, subs: SubsDep, state: DeliveryDep, _: SubscribeK
 
 @router.post("/{sub_id}/silences", status_code=201, response_model=Silence,
              summary="Mute an entity and/or topic until a time (scope: subscribe)")
-async def add_silence(sub_id: SubId, body: SilenceIn, subs: SubsDep, _: SubscribeKey) -> Silence:
+async def add_silence(request: Request, sub_id: SubId, body: SilenceIn, subs: SubsDep,
+                      _: SubscribeKey) -> Silence:
     sub = await _get(subs, sub_id)
     silence = Silence(**body.model_dump())
-    if len(sub.silences) >= 100:
-        raise HTTPException(400, "a subscription holds at most 100 silences; delete expired ones")
-    await subs.put(sub.model_copy(update={"silences": [*sub.silences, silence]}))
+    if silence.entity and silence.entity != "*":
+        silence.entity = request.app.state.linker.canonical(silence.entity)
+    active = [s for s in sub.silences if s.until > utcnow()]  # expired ones are dropped here
+    if len(active) >= 100:
+        raise HTTPException(400, "a subscription holds at most 100 active silences")
+    await subs.put(sub.model_copy(update={"silences": [*active, silence]}))
     return silence
 
 

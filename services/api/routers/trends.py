@@ -70,7 +70,8 @@ async def series(request: Request, trends: TrendsDep, settings: SettingsDep, _: 
                  since: datetime | None = None, until: datetime | None = None) -> TrendSeries:
     start, end = time_range(since, until, window, settings.api_max_range_days,
                             default_window="1h")
-    assert start is not None
+    if start is None:  # cannot happen with a default window; keeps the type checker honest
+        raise HTTPException(400, "bad time range: give 'window' or 'since'")
     if end is None:
         end = datetime.now(start.tzinfo)
         if start >= end:
@@ -88,9 +89,8 @@ async def series(request: Request, trends: TrendsDep, settings: SettingsDep, _: 
     points = []
     total = {"count": 0, "labels": {}, "negative_share": 0.0}
     for item in raw:
-        ts, counts = _point(item)
-        c = _counts(counts)
-        points.append(TrendPoint(start=ts, **c))
+        c = _counts(item.counts)
+        points.append(TrendPoint(start=item.start, **c))
         total["count"] += c["count"]
         for lab, n in c["labels"].items():
             total["labels"][lab] = total["labels"].get(lab, 0) + n
@@ -98,11 +98,6 @@ async def series(request: Request, trends: TrendsDep, settings: SettingsDep, _: 
         total["negative_share"] = total["labels"].get("negative", 0) / total["count"]
     return TrendSeries(dimension=dim, value=value, resolution=resolution, start=start, end=end,
                        total=total, points=points)
-
-
-def _point(item: Any) -> tuple[datetime, Any]:
-    """One series element (a ``TrendPoint`` of the store) as (bucket start, counts)."""
-    return item.start, item.counts
 
 
 @router.get("/summary", response_model=TrendSummary,

@@ -23,7 +23,8 @@ def test_flush_covers_every_item_once_within_budgets(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 400))
     lengths = rng.integers(3, 65, n)
-    limits = BatchLimits(max_batch=int(rng.integers(1, 100)), max_tokens=int(rng.integers(64, 3000)))
+    limits = BatchLimits(max_batch=int(rng.integers(1, 100)),
+                         max_tokens=int(rng.integers(64, 3000)))
     batches = _all(lengths, limits)
     seen = np.concatenate(batches)
     assert sorted(seen.tolist()) == list(range(n))
@@ -68,6 +69,15 @@ def test_full_batch_goes_at_once() -> None:
     assert [sorted(b.tolist()) for b in batches] == [[0, 1, 2, 3]]  # the lone 30 waits
 
 
+def test_full_by_count_but_badly_bucketed_waits() -> None:
+    limits = BatchLimits(max_batch=4, max_tokens=10_000, max_wait_s=1.0, max_padding=0.35)
+    mixed = np.array([5, 60, 8, 55])
+    assert plan_batches(mixed, np.zeros(4), now=0.5, limits=limits) == []
+    assert len(plan_batches(mixed, np.zeros(4), now=1.0, limits=limits)) == 1  # due
+    tight = np.array([50, 60, 55, 58])
+    assert len(plan_batches(tight, np.zeros(4), now=0.5, limits=limits)) == 1
+
+
 def test_token_budget_makes_a_batch_full() -> None:
     limits = BatchLimits(max_batch=100, max_tokens=120, max_wait_s=10)
     batches = plan_batches(np.array([40, 40, 40]), np.zeros(3), now=0.0, limits=limits)
@@ -77,10 +87,10 @@ def test_token_budget_makes_a_batch_full() -> None:
 def test_overdue_first_then_limited_count() -> None:
     limits = BatchLimits(max_batch=2, max_tokens=10_000, max_wait_s=1.0)
     lengths = np.array([5, 5, 60, 60, 30])
-    arrivals = np.array([5.0, 5.0, 5.0, 5.0, 0.0])  # the 30 is overdue at now=2
+    arrivals = np.array([5.0, 5.0, 5.0, 5.0, 0.0])  # only the 30 is overdue at 5.5
     batches = plan_batches(lengths, arrivals, now=5.5, limits=limits)
-    assert batches[0].tolist() == [4]
-    assert len(batches) == 3
+    # runs by length: [5 5] full, [30 60] overdue, [60] neither (waits)
+    assert [sorted(b.tolist()) for b in batches] == [[2, 4], [0, 1]]
     assert len(plan_batches(lengths, arrivals, now=5.5, limits=limits, max_batches=1)) == 1
 
 
@@ -104,7 +114,8 @@ def test_cut_runs_binary_search_matches_greedy() -> None:
     rng = np.random.default_rng(3)
     for _ in range(50):
         lengths = np.sort(rng.integers(1, 80, int(rng.integers(1, 300))))
-        limits = BatchLimits(max_batch=int(rng.integers(1, 64)), max_tokens=int(rng.integers(1, 2000)))
+        limits = BatchLimits(max_batch=int(rng.integers(1, 64)),
+                             max_tokens=int(rng.integers(1, 2000)))
         greedy, start = [], 0
         while start < len(lengths):
             end = start + 1
@@ -123,7 +134,7 @@ def test_padding_ratio() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"max_tokens": 0}, {"max_wait_s": -1},
-                                    {"min_fill": 0}, {"min_fill": 1.5}])
+                                    {"min_fill": 0}, {"min_fill": 1.5}, {"max_padding": -0.1}])
 def test_limits_are_validated(kwargs) -> None:
     with pytest.raises(ValueError):
         BatchLimits(**kwargs)

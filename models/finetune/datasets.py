@@ -65,6 +65,8 @@ def _map_label(raw, label_map: dict[str, str] | None, where: str) -> str:
         raise DataError(f"{where}: empty label")
     key = str(raw).strip()
     if label_map is not None:
+        if key not in label_map and key.lower() in LABELS:
+            return key.lower()  # canonical names always pass, so one map fits mixed sources
         if key not in label_map:
             raise DataError(
                 f"{where}: unknown label {key!r}; the label map knows {sorted(label_map)} "

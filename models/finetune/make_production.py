@@ -1,0 +1,172 @@
+"""(Re)produce the production sentiment model with one command.
+
+    python -m models.finetune.make_production --data-dir ../shared/data --registry var/models
+
+Trains the chosen recipe (full fine-tuning of all-MiniLM-L6-v2, max_length 64,
+4 epochs max with early stopping on a stratified 10% dev split carved from the
+training data), evaluates on the held-out sets, registers the checkpoint with its
+metrics and model card, and promotes it through the registry gate.
+
+Data: ``<data-dir>/twitter-financial-news-sentiment/train.csv`` (labels 0=bearish,
+1=bullish, 2=neutral, mapped by name) plus, when present, the project-owned news
+sentences ``models/finetune/data/yuqing_news.jsonl``. Held-out evaluation:
+``valid.csv`` (the frozen eval set the gate compares on) and
+``models/finetune/data/yuqing_news_heldout.jsonl`` when present. Any text that
+appears in an evaluation set is removed from training.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from models.finetune.datasets import (
+    TWEETS_LABEL_MAP,
+    DataError,
+    Example,
+    balance_report,
+    dedupe,
+    read_examples,
+    stratified_split,
+)
+from models.finetune.evaluate import evaluate_model, write_metrics
+from models.finetune.train import TrainConfig, train
+from models.registry import Gate, Registry
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TWEETS = "twitter-financial-news-sentiment"
+PRIMARY_EVAL = f"{TWEETS}/valid.csv"
+NEWS_TRAIN = REPO_ROOT / "models/finetune/data/yuqing_news.jsonl"
+NEWS_HELDOUT = REPO_ROOT / "models/finetune/data/yuqing_news_heldout.jsonl"
+
+
+@dataclass
+class Recipe:
+    method: Literal["full", "lora"] = "full"
+    epochs: float = 4.0
+    lr: float | None = None
+    max_length: int = 64
+    batch_size: int = 32
+    dev_fraction: float = 0.1
+    seed: int = 42
+    include_news: Literal["auto", "yes", "no"] = "auto"
+    news_repeat: int = 1  # the news set is small next to 11k tweets; >1 upweights it
+    threads: int | None = None
+    device: str = "auto"
+    extra: list[Example] = field(default_factory=list)  # e.g. feedback labels (retrain)
+
+
+def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], dict, dict]:
+    """(training pool, {eval name: examples}, provenance)."""
+    data_dir = Path(data_dir)
+    tweets_dir = data_dir / TWEETS
+    if not (tweets_dir / "train.csv").is_file():
+        raise DataError(f"{tweets_dir / 'train.csv'} not found: pass --data-dir pointing at the "
+                        "shared data folder (the one holding twitter-financial-news-sentiment/)")
+    pool = read_examples(tweets_dir / "train.csv", label_map=TWEETS_LABEL_MAP)
+    evals = {PRIMARY_EVAL: read_examples(tweets_dir / "valid.csv", label_map=TWEETS_LABEL_MAP)}
+    prov = {"tweets": f"{TWEETS}/train.csv ({len(pool)} rows)"}
+    use_news = recipe.include_news == "yes" or (recipe.include_news == "auto"
+                                                 and NEWS_TRAIN.is_file())
+    if use_news:
+        if not NEWS_TRAIN.is_file():
+            raise DataError(f"{NEWS_TRAIN} not found (--include-news yes)")
+        news = read_examples(NEWS_TRAIN)
+        pool += news
+        prov["news"] = (f"models/finetune/data/yuqing_news.jsonl ({len(news)} rows"
+                        + (f", x{recipe.news_repeat}" if recipe.news_repeat > 1 else "") + ")")
+    if NEWS_HELDOUT.is_file():
+        evals["yuqing_news_heldout.jsonl"] = read_examples(NEWS_HELDOUT)
+    if recipe.extra:
+        pool += recipe.extra
+        prov["extra"] = f"{len(recipe.extra)} feedback rows"
+    return pool, evals, prov
+
+
+def run(data_dir: str | Path, registry_root: str | Path, recipe: Recipe,
+        version: str | None = None, promote: bool = True, gate: Gate | None = None) -> dict:
+    """Train + evaluate + register (+ promote). Returns a summary dict."""
+    pool, evals, prov = load_sources(data_dir, recipe)
+    eval_texts = [ex.text for exs in evals.values() for ex in exs]
+    pool, rep = dedupe(pool, exclude_texts=eval_texts)
+    print(f"training pool: {rep}")
+    train_set, dev_set = stratified_split(pool, recipe.dev_fraction, recipe.seed)
+    if recipe.news_repeat > 1:  # upweight in-domain news rows in train only (dev stays clean)
+        news = [ex for ex in train_set if ex.source == NEWS_TRAIN.name]
+        train_set = train_set + news * (recipe.news_repeat - 1)
+    sources = "mixed" if "news" in prov else "tweets"
+    version = version or (f"minilm-{recipe.method}-{sources}-"
+                          + datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    work = Path(registry_root) / ".work" / version
+    tcfg = TrainConfig(method=recipe.method, epochs=recipe.epochs, lr=recipe.lr,
+                       max_length=recipe.max_length, batch_size=recipe.batch_size,
+                       seed=recipe.seed, threads=recipe.threads, device=recipe.device,
+                       version=version,
+                       data={**prov, "dedupe": str(rep), "dev_fraction": recipe.dev_fraction,
+                             "train_balance": balance_report("train", train_set),
+                             "eval_sets": ", ".join(evals)})
+    result = train(tcfg, train_set, dev_set, work)
+
+    from models.sentiment.predictor import SentimentModel
+
+    model = SentimentModel.from_checkpoint(result.path, device=recipe.device, backend="fp32")
+    results = {}
+    for name, exs in evals.items():
+        results[name] = evaluate_model(model, exs, eval_set=name)
+        write_metrics(results[name], result.path / f"eval-{Path(name).stem}.json", name)
+    results["dev"] = {**result.dev_metrics, "eval_set": "dev split of training pool"}
+    metrics = {**results[PRIMARY_EVAL], "evals": results,
+               "train_seconds": result.train_seconds, "steps": result.steps}
+    reg = Registry(registry_root)
+    version = reg.register(result.path, metrics, version=version)
+    shutil.rmtree(work, ignore_errors=True)
+    promoted = reg.promote(version, gate=gate or Gate()) if promote else False
+    last = reg.decisions()[-1] if promote else {}
+    print(f"registered {version} in {registry_root}; promoted: {promoted} "
+          f"{'; '.join(last.get('reasons', []))}")
+    return {"version": version, "promoted": promoted, "metrics": metrics,
+            "decision": last, "path": str(Path(registry_root) / "versions" / version)}
+
+
+def main() -> None:
+    import typer
+
+    def cli(
+        data_dir: Path = typer.Option(Path("../shared/data"), help="shared data folder"),
+        registry: Path = typer.Option(Path("var/models"), help="model registry root"),
+        method: str = typer.Option("full", help="full | lora"),
+        epochs: float = typer.Option(4.0, help="upper bound; early stopping on dev macro-F1"),
+        lr: float = typer.Option(None, help="default 8e-5 (full) / 1e-3 (lora)"),
+        include_news: str = typer.Option("auto", help="auto | yes | no: yuqing_news.jsonl"),
+        news_repeat: int = typer.Option(1, help="repeat news rows N times (upweight)"),
+        seed: int = typer.Option(42),
+        threads: int = typer.Option(None, help="torch CPU threads (1 is best on a busy box)"),
+        version: str = typer.Option(None, help="version name (default: derived + timestamp)"),
+        promote: bool = typer.Option(True, help="promote through the gate after registering"),
+        force: bool = typer.Option(False, help="train even if a production model exists"),
+    ) -> None:
+        """Train, evaluate, register and promote the production sentiment model."""
+        if method not in ("full", "lora"):
+            raise typer.BadParameter("method must be full or lora")
+        from models.registry import production
+
+        if promote and not force and (ref := production(registry)) is not None:
+            typer.echo(f"production model {ref.version} already in {registry}; nothing to do "
+                       "(--force to train a new candidate anyway)")
+            return
+        try:
+            run(data_dir, registry, Recipe(method=method, epochs=epochs, lr=lr,
+                                           include_news=include_news, news_repeat=news_repeat,
+                                           seed=seed, threads=threads),
+                version=version, promote=promote)
+        except DataError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from e
+
+    typer.run(cli)
+
+
+if __name__ == "__main__":
+    main()
