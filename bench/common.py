@@ -86,6 +86,7 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # >cpus: other work shared the cores
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

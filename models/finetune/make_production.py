@@ -14,13 +14,16 @@ sentences ``models/finetune/data/yuqing_news.jsonl``. Held-out evaluation:
 ``models/finetune/data/yuqing_news_heldout.jsonl`` when present. Any text that
 appears in an evaluation set is removed from training.
 """
+
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import typer
 
 from models.finetune.datasets import (
     TWEETS_LABEL_MAP,
@@ -63,20 +66,26 @@ def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], d
     data_dir = Path(data_dir)
     tweets_dir = data_dir / TWEETS
     if not (tweets_dir / "train.csv").is_file():
-        raise DataError(f"{tweets_dir / 'train.csv'} not found: pass --data-dir pointing at the "
-                        "shared data folder (the one holding twitter-financial-news-sentiment/)")
+        raise DataError(
+            f"{tweets_dir / 'train.csv'} not found: pass --data-dir pointing at the "
+            "shared data folder (the one holding twitter-financial-news-sentiment/)"
+        )
     pool = read_examples(tweets_dir / "train.csv", label_map=TWEETS_LABEL_MAP)
     evals = {PRIMARY_EVAL: read_examples(tweets_dir / "valid.csv", label_map=TWEETS_LABEL_MAP)}
     prov = {"tweets": f"{TWEETS}/train.csv ({len(pool)} rows)"}
-    use_news = recipe.include_news == "yes" or (recipe.include_news == "auto"
-                                                 and NEWS_TRAIN.is_file())
+    use_news = recipe.include_news == "yes" or (
+        recipe.include_news == "auto" and NEWS_TRAIN.is_file()
+    )
     if use_news:
         if not NEWS_TRAIN.is_file():
             raise DataError(f"{NEWS_TRAIN} not found (--include-news yes)")
         news = read_examples(NEWS_TRAIN)
         pool += news
-        prov["news"] = (f"models/finetune/data/yuqing_news.jsonl ({len(news)} rows"
-                        + (f", x{recipe.news_repeat}" if recipe.news_repeat > 1 else "") + ")")
+        prov["news"] = (
+            f"models/finetune/data/yuqing_news.jsonl ({len(news)} rows"
+            + (f", x{recipe.news_repeat}" if recipe.news_repeat > 1 else "")
+            + ")"
+        )
     if NEWS_HELDOUT.is_file():
         evals["yuqing_news_heldout.jsonl"] = read_examples(NEWS_HELDOUT)
     if recipe.extra:
@@ -85,8 +94,14 @@ def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], d
     return pool, evals, prov
 
 
-def run(data_dir: str | Path, registry_root: str | Path, recipe: Recipe,
-        version: str | None = None, promote: bool = True, gate: Gate | None = None) -> dict:
+def run(
+    data_dir: str | Path,
+    registry_root: str | Path,
+    recipe: Recipe,
+    version: str | None = None,
+    promote: bool = True,
+    gate: Gate | None = None,
+) -> dict:
     """Train + evaluate + register (+ promote). Returns a summary dict."""
     pool, evals, prov = load_sources(data_dir, recipe)
     eval_texts = [ex.text for exs in evals.values() for ex in exs]
@@ -97,16 +112,28 @@ def run(data_dir: str | Path, registry_root: str | Path, recipe: Recipe,
         news = [ex for ex in train_set if ex.source == NEWS_TRAIN.name]
         train_set = train_set + news * (recipe.news_repeat - 1)
     sources = "mixed" if "news" in prov else "tweets"
-    version = version or (f"minilm-{recipe.method}-{sources}-"
-                          + datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    version = version or (
+        f"minilm-{recipe.method}-{sources}-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    )
     work = Path(registry_root) / ".work" / version
-    tcfg = TrainConfig(method=recipe.method, epochs=recipe.epochs, lr=recipe.lr,
-                       max_length=recipe.max_length, batch_size=recipe.batch_size,
-                       seed=recipe.seed, threads=recipe.threads, device=recipe.device,
-                       version=version,
-                       data={**prov, "dedupe": str(rep), "dev_fraction": recipe.dev_fraction,
-                             "train_balance": balance_report("train", train_set),
-                             "eval_sets": ", ".join(evals)})
+    tcfg = TrainConfig(
+        method=recipe.method,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        max_length=recipe.max_length,
+        batch_size=recipe.batch_size,
+        seed=recipe.seed,
+        threads=recipe.threads,
+        device=recipe.device,
+        version=version,
+        data={
+            **prov,
+            "dedupe": str(rep),
+            "dev_fraction": recipe.dev_fraction,
+            "train_balance": balance_report("train", train_set),
+            "eval_sets": ", ".join(evals),
+        },
+    )
     result = train(tcfg, train_set, dev_set, work)
 
     from models.sentiment.predictor import SentimentModel
@@ -117,35 +144,57 @@ def run(data_dir: str | Path, registry_root: str | Path, recipe: Recipe,
         results[name] = evaluate_model(model, exs, eval_set=name)
         write_metrics(results[name], result.path / f"eval-{Path(name).stem}.json", name)
     results["dev"] = {**result.dev_metrics, "eval_set": "dev split of training pool"}
-    metrics = {**results[PRIMARY_EVAL], "evals": results,
-               "train_seconds": result.train_seconds, "steps": result.steps}
+    metrics = {
+        **results[PRIMARY_EVAL],
+        "evals": results,
+        "train_seconds": result.train_seconds,
+        "steps": result.steps,
+    }
     reg = Registry(registry_root)
     version = reg.register(result.path, metrics, version=version)
     shutil.rmtree(work, ignore_errors=True)
     promoted = reg.promote(version, gate=gate or Gate()) if promote else False
     last = reg.decisions()[-1] if promote else {}
-    print(f"registered {version} in {registry_root}; promoted: {promoted} "
-          f"{'; '.join(last.get('reasons', []))}")
-    return {"version": version, "promoted": promoted, "metrics": metrics,
-            "decision": last, "path": str(Path(registry_root) / "versions" / version)}
+    print(
+        f"registered {version} in {registry_root}; promoted: {promoted} "
+        f"{'; '.join(last.get('reasons', []))}"
+    )
+    return {
+        "version": version,
+        "promoted": promoted,
+        "metrics": metrics,
+        "decision": last,
+        "path": str(Path(registry_root) / "versions" / version),
+    }
 
 
 def main() -> None:
-    import typer
 
     def cli(
-        data_dir: Path = typer.Option(Path("../shared/data"), help="shared data folder"),
-        registry: Path = typer.Option(Path("var/models"), help="model registry root"),
-        method: str = typer.Option("full", help="full | lora"),
-        epochs: float = typer.Option(4.0, help="upper bound; early stopping on dev macro-F1"),
-        lr: float = typer.Option(None, help="default 8e-5 (full) / 1e-3 (lora)"),
-        include_news: str = typer.Option("auto", help="auto | yes | no: yuqing_news.jsonl"),
-        news_repeat: int = typer.Option(1, help="repeat news rows N times (upweight)"),
-        seed: int = typer.Option(42),
-        threads: int = typer.Option(None, help="torch CPU threads (1 is best on a busy box)"),
-        version: str = typer.Option(None, help="version name (default: derived + timestamp)"),
-        promote: bool = typer.Option(True, help="promote through the gate after registering"),
-        force: bool = typer.Option(False, help="train even if a production model exists"),
+        data_dir: Annotated[Path, typer.Option(help="shared data folder")] = Path("../shared/data"),
+        registry: Annotated[Path, typer.Option(help="model registry root")] = Path("var/models"),
+        method: Annotated[str, typer.Option(help="full | lora")] = "full",
+        epochs: Annotated[
+            float, typer.Option(help="upper bound; early stopping on dev macro-F1")
+        ] = 4.0,
+        lr: Annotated[float | None, typer.Option(help="default 8e-5 (full) / 1e-3 (lora)")] = None,
+        include_news: Annotated[
+            str, typer.Option(help="auto | yes | no: yuqing_news.jsonl")
+        ] = "auto",
+        news_repeat: Annotated[int, typer.Option(help="repeat news rows N times (upweight)")] = 1,
+        seed: Annotated[int, typer.Option()] = 42,
+        threads: Annotated[
+            int | None, typer.Option(help="torch CPU threads (1 is best on a busy box)")
+        ] = None,
+        version: Annotated[
+            str | None, typer.Option(help="version name (default: derived + timestamp)")
+        ] = None,
+        promote: Annotated[
+            bool, typer.Option(help="promote through the gate after registering")
+        ] = True,
+        force: Annotated[
+            bool, typer.Option(help="train even if a production model exists")
+        ] = False,
     ) -> None:
         """Train, evaluate, register and promote the production sentiment model."""
         if method not in ("full", "lora"):
@@ -153,14 +202,27 @@ def main() -> None:
         from models.registry import production
 
         if promote and not force and (ref := production(registry)) is not None:
-            typer.echo(f"production model {ref.version} already in {registry}; nothing to do "
-                       "(--force to train a new candidate anyway)")
+            typer.echo(
+                f"production model {ref.version} already in {registry}; nothing to do "
+                "(--force to train a new candidate anyway)"
+            )
             return
         try:
-            run(data_dir, registry, Recipe(method=method, epochs=epochs, lr=lr,
-                                           include_news=include_news, news_repeat=news_repeat,
-                                           seed=seed, threads=threads),
-                version=version, promote=promote)
+            run(
+                data_dir,
+                registry,
+                Recipe(
+                    method=method,
+                    epochs=epochs,
+                    lr=lr,
+                    include_news=include_news,
+                    news_repeat=news_repeat,
+                    seed=seed,
+                    threads=threads,
+                ),
+                version=version,
+                promote=promote,
+            )
         except DataError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e

@@ -12,11 +12,15 @@ through the registry gate (macro-F1 on the frozen eval set within tolerance and
 negative recall not lower). Otherwise it exits without training. Exit code 0 in
 both cases; the decision and reasons go to ``<registry>/decisions.jsonl``.
 """
+
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from models.finetune.datasets import DataError, Example, _map_label
 from models.finetune.make_production import Recipe, run
@@ -66,13 +70,15 @@ def retrain_if_enough(
     since = ""
     try:
         _, prod_version = reg.production()
-        since = (reg.metrics(prod_version).get("feedback_max_ts") or "")
+        since = reg.metrics(prod_version).get("feedback_max_ts") or ""
     except RegistryError:
         prod_version = None
     new = [r for r in rows if r["ts"] > since] if since else rows
     if len(new) < min_new:
-        reason = (f"{len(new)} new feedback labels since {since or 'start'} < min_new {min_new}; "
-                  "not retraining")
+        reason = (
+            f"{len(new)} new feedback labels since {since or 'start'} < min_new {min_new}; "
+            "not retraining"
+        )
         print(reason)
         return {"trained": False, "reason": reason, "new": len(new)}
     recipe = recipe or Recipe()
@@ -84,30 +90,43 @@ def retrain_if_enough(
     m = json.loads(mpath.read_text())
     m["feedback_max_ts"], m["feedback_rows"] = max_ts, len(rows)
     mpath.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
-    return {"trained": True, "reason": f"{len(new)} new labels", "previous": prod_version,
-            **summary}
+    return {
+        "trained": True,
+        "reason": f"{len(new)} new labels",
+        "previous": prod_version,
+        **summary,
+    }
 
 
 def main() -> None:
-    import typer
 
     def cli(
-        feedback: Path = typer.Option(..., help="feedback labels JSONL (doc_id,text,label,ts)"),
-        registry: Path = typer.Option(Path("var/models"), help="model registry root"),
-        min_new: int = typer.Option(200, help="retrain only with at least this many new labels"),
-        data_dir: Path = typer.Option(Path("../shared/data"), help="shared data folder"),
-        threads: int = typer.Option(None, help="torch CPU threads"),
+        feedback: Annotated[
+            Path, typer.Option(help="feedback labels JSONL (doc_id,text,label,ts)")
+        ],
+        registry: Annotated[Path, typer.Option(help="model registry root")] = Path("var/models"),
+        min_new: Annotated[
+            int, typer.Option(help="retrain only with at least this many new labels")
+        ] = 200,
+        data_dir: Annotated[Path, typer.Option(help="shared data folder")] = Path("../shared/data"),
+        threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     ) -> None:
         """Retrain from feedback when enough new labels exist; promote through the gate."""
         try:
-            out = retrain_if_enough(feedback, registry, min_new, data_dir,
-                                    Recipe(threads=threads))
+            out = retrain_if_enough(feedback, registry, min_new, data_dir, Recipe(threads=threads))
         except DataError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e
-        typer.echo(json.dumps({k: out[k] for k in ("trained", "reason") if k in out}
-                              | ({"version": out["version"], "promoted": out["promoted"]}
-                                 if out.get("trained") else {})))
+        typer.echo(
+            json.dumps(
+                {k: out[k] for k in ("trained", "reason") if k in out}
+                | (
+                    {"version": out["version"], "promoted": out["promoted"]}
+                    if out.get("trained")
+                    else {}
+                )
+            )
+        )
 
     typer.run(cli)
 

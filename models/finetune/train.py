@@ -133,7 +133,8 @@ def apply_lora(model, cfg: TrainConfig) -> dict:
     return lora
 
 
-def evaluate_network(scorer: SentimentModel, examples: list[Example], batch_size: int = 128) -> dict:
+def evaluate_network(scorer: SentimentModel, examples: list[Example],
+                     batch_size: int = 128) -> dict:
     """Dev-set metrics through the serving code path (same normalisation + tokeniser)."""
     scorer.network.eval()
     probs, _ = scorer.predict_proba([ex.text for ex in examples], batch_size)

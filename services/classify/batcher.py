@@ -58,22 +58,25 @@ class BatchLimits:
 
 
 def cut_runs(sorted_lengths: np.ndarray, limits: BatchLimits) -> list[tuple[int, int]]:
-    """Greedy cut of ascending lengths into ``[start, end)`` runs within both budgets.
+    """Cut ascending lengths into consecutive ``[start, end)`` runs within the budgets.
 
-    Lengths are ascending, so a run's padded size is ``(end - start) * lengths[end - 1]``,
-    which grows with ``end``: the largest feasible ``end`` is found by binary search, one
-    search per run rather than a Python step per item.
+    Each run ends at the largest ``end`` (at most ``max_batch`` items on) whose padded size
+    ``(end - start) * lengths[end - 1]`` fits ``max_tokens`` and whose padding share is at
+    most ``max_padding``, so a few long items never drag a run of short ones into padding.
+    Vectorised per run (prefix sums), not a Python step per item.
     """
     n = len(sorted_lengths)
+    lengths = np.asarray(sorted_lengths, dtype=np.int64)
     runs: list[tuple[int, int]] = []
     start = 0
     while start < n:
         hi = min(start + limits.max_batch, n)
-        # Largest end in (start, hi] with (end - start) * L[end - 1] <= max_tokens.
-        ends = np.arange(start + 1, hi + 1)
-        cost = (ends - start) * sorted_lengths[start:hi].astype(np.int64)
-        ok = int(np.searchsorted(cost, limits.max_tokens, side="right"))
-        end = start + max(1, ok)  # one oversized item still forms its own run
+        seg = lengths[start:hi]
+        count = np.arange(1, hi - start + 1)
+        slots = count * np.maximum(seg, 1)
+        fits = (slots <= limits.max_tokens) & (np.cumsum(seg) >= (1 - limits.max_padding) * slots)
+        ok = np.flatnonzero(fits)
+        end = start + (int(ok[-1]) + 1 if len(ok) else 1)  # an oversized item runs alone
         runs.append((start, end))
         start = end
     return runs

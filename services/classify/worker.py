@@ -166,6 +166,7 @@ class InferenceWorker:
         self._pump_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._room_waiters: list[asyncio.Future[None]] = []
+        self._live: set[_Request] = set()  # calls not answered yet
         self._stopping = False
         self._drained = asyncio.Event()
         self.batches = 0
@@ -206,9 +207,9 @@ class InferenceWorker:
                     await self._drained.wait()
             except TimeoutError:
                 log.error("stopping with %d items unscored after %.0fs", self._queued, grace_s)
-        for chunk in list(self._chunks.values()):
-            if not chunk.request.future.done():
-                chunk.request.future.set_exception(ModelError("inference worker stopped"))
+        for req in list(self._live):
+            if not req.future.done():
+                req.future.set_exception(ModelError("inference worker stopped"))
         for w in self._room_waiters:
             if not w.done():
                 w.set_result(None)
@@ -263,6 +264,8 @@ class InferenceWorker:
         req = _Request(results, loop.create_future(), len(valid), time.perf_counter())
         if not valid:
             return results  # type: ignore[return-value]
+        self._live.add(req)
+        req.future.add_done_callback(lambda _f, r=req: self._live.discard(r))
         all_valid = len(valid) == n
         for s in range(0, len(valid), self.chunk_size):
             part = valid[s : s + self.chunk_size]
@@ -437,17 +440,17 @@ class InferenceWorker:
     def _batch_done(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
         n = len(batch.lengths)
         self._queued -= n
-        self.metrics.queue_depth.set(self._queued)
-        if self._queued == 0:
-            self._drained.set()
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None or fut.cancelled():  # systemic failure: callers retry, nothing is DLQed
             err = exc if exc is not None else ModelError("batch cancelled")
             log.error("inference batch of %d failed as a whole: %s", n, err)
+            failed = set()
             for chunk in batch.chunks:
                 if not chunk.request.future.done():
                     chunk.request.future.set_exception(
                         err if isinstance(err, ModelError) else ModelError(str(err)))
+                failed.add(chunk.request)
+            self._forget_pending(failed)
         else:
             now = time.perf_counter()
             for req in batch.completed:
@@ -458,11 +461,32 @@ class InferenceWorker:
             chunk.outstanding -= len(rows)
             if chunk.outstanding <= 0:
                 self._chunks.pop(chunk.cid, None)
+        self.metrics.queue_depth.set(self._queued)
+        if self._queued == 0:
+            self._drained.set()
         waiters, self._room_waiters = self._room_waiters, []
         for w in waiters:
             if not w.done():
                 w.set_result(None)
         self._schedule_pump()
+
+    def _forget_pending(self, failed: set[_Request]) -> None:
+        """Drop still-pending rows of calls that already failed (their callers retry)."""
+        if not failed or not len(self._p_chunk):
+            return
+        dead = [cid for cid, c in self._chunks.items() if c.request in failed]
+        drop = np.isin(self._p_chunk, dead)
+        if not drop.any():
+            return
+        for cid, count in zip(*np.unique(self._p_chunk[drop], return_counts=True), strict=True):
+            chunk = self._chunks[int(cid)]
+            chunk.outstanding -= int(count)
+            if chunk.outstanding <= 0:
+                del self._chunks[int(cid)]
+        self._queued -= int(drop.sum())
+        keep = ~drop
+        self._p_len, self._p_arr = self._p_len[keep], self._p_arr[keep]
+        self._p_chunk, self._p_row = self._p_chunk[keep], self._p_row[keep]
 
     # ---- forward (forward thread) ------------------------------------------------------
     def _forward_phase(self, batch: _Batch) -> None:

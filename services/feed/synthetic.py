@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -146,6 +147,10 @@ class FeedItem:
         return json.dumps(env, ensure_ascii=False)
 
 
+def _canon(text: str) -> str:
+    return " ".join(re.sub(r"[\W_]+", " ", text.lower()).split())
+
+
 def _volume_weight(hour: float) -> float:
     """Relative activity by hour (UTC standing in for exchange time): open and close peaks."""
     base = 0.25 + 0.75 * math.exp(-((hour - 14.5) / 4.0) ** 2)
@@ -186,13 +191,18 @@ def generate(spec: FeedSpec) -> list[FeedItem]:
     seq = 0
 
     def unique(make) -> tuple[str, str]:
+        # distinct after case and punctuation are ignored: otherwise ingest rightly takes two
+        # items for copies of one story, and the feed would hide duplicates it did not mean
         for _ in range(50):
             title, body = make()
-            if (title, body) not in texts_seen:
-                texts_seen.add((title, body))
+            key = _canon(title + " " + body)
+            if key not in texts_seen:
+                texts_seen.add(key)
                 return title, body
         # templates exhausted: a distinguishing detail keeps the story distinct
-        return title, f"{body} Update {len(texts_seen)}."
+        n = len(texts_seen)
+        texts_seen.add(f"{n}")
+        return (title, f"{body} Update {n}.") if body else (f"{title} (update {n})", body)
 
     def news(t_s: float, ticker: str, name: str, label: str, tpl, in_spike: bool) -> FeedItem:
         nonlocal seq
@@ -211,8 +221,9 @@ def generate(spec: FeedSpec) -> list[FeedItem]:
     def comment(t_s: float, ticker: str, name: str, label: str, tpl: str, in_spike: bool) -> FeedItem:
         nonlocal seq
         seq += 1
-        text, _ = unique(lambda: (_fill(tpl, rng, ticker, name) + rng.choice(["", "!", " !!", " ...", " imo"]),
-                                  ""))
+        text, _ = unique(lambda: (_fill(tpl, rng, ticker, name)
+                                  + rng.choice(["", " imo", " tbh", " for sure", " honestly"])
+                                  + rng.choice(["", "!", " ..."]), ""))
         pub = spec.start + timedelta(seconds=t_s)
         msg = {"id": f"{run}-c{seq:06d}", "source": rng.choice(COMMENT_SOURCES),
                "published_at": pub.isoformat(), "text": text,

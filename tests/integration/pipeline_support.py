@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,7 +99,9 @@ class Worker:
 
 
 async def wait_for(what: str, check: Callable[[], Awaitable[bool]], timeout: float,
-                   workers: list[Worker] = (), interval: float = 1.0) -> None:  # type: ignore[assignment]
+                   workers: Sequence[Worker] = (), interval: float = 1.0,
+                   state: dict | None = None) -> None:
+    """Poll ``check`` until true; fail early if a worker died, with logs (and ``state``)."""
     deadline = time.monotonic() + timeout
     while True:
         if await check():
@@ -110,7 +112,8 @@ async def wait_for(what: str, check: Callable[[], Awaitable[bool]], timeout: flo
                                      f"for {what}:\n{w.log_tail()}")
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {w.role}\n{w.log_tail()}" for w in workers)
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} "
+                                 f"(state: {state})\n{logs}")
         await asyncio.sleep(interval)
 
 

@@ -50,14 +50,15 @@ async def test_kill9_mid_stream_then_restart_loses_and_doubles_nothing(pipeline:
     second = p.worker("all", name="-restarted")
     assert await producing == len(sc.items)
 
-    async def drained() -> bool:
-        if await p.es_count() < n_docs:
-            return False
-        distinct, _ = await p.dead_letters()
-        trends = sum((await p.trend_minutes(sc.start, sc.end)).values())
-        return len(distinct) >= n_invalid and trends >= n_docs
+    state: dict = {}
 
-    await wait_for("the restarted worker to finish", drained, 300, [second], 2.0)
+    async def drained() -> bool:
+        distinct, _ = await p.dead_letters()
+        state.update(es=await p.es_count(), dlq=len(distinct),
+                     trends=sum((await p.trend_minutes(sc.start, sc.end)).values()))
+        return state["es"] >= n_docs and state["dlq"] >= n_invalid and state["trends"] >= n_docs
+
+    await wait_for("the restarted worker to finish", drained, 300, [second], 2.0, state)
     print(f"killed with {killed_at}/{n_docs} documents indexed; restart finished "
           f"{time.monotonic() - t_kill:.0f}s after the kill")
     await asyncio.sleep(3)  # anything still in flight would show up as a double count now

@@ -69,11 +69,12 @@ def test_full_batch_goes_at_once() -> None:
     assert [sorted(b.tolist()) for b in batches] == [[0, 1, 2, 3]]  # the lone 30 waits
 
 
-def test_full_by_count_but_badly_bucketed_waits() -> None:
+def test_enough_items_but_mixed_lengths_wait_for_company() -> None:
     limits = BatchLimits(max_batch=4, max_tokens=10_000, max_wait_s=1.0, max_padding=0.35)
-    mixed = np.array([5, 60, 8, 55])
+    mixed = np.array([5, 60, 8, 55])  # 4 items = max_batch, but one batch would be 70% padding
     assert plan_batches(mixed, np.zeros(4), now=0.5, limits=limits) == []
-    assert len(plan_batches(mixed, np.zeros(4), now=1.0, limits=limits)) == 1  # due
+    due = plan_batches(mixed, np.zeros(4), now=1.0, limits=limits)
+    assert sorted(sorted(b.tolist()) for b in due) == [[0, 2], [1, 3]]  # bucketed when due
     tight = np.array([50, 60, 55, 58])
     assert len(plan_batches(tight, np.zeros(4), now=0.5, limits=limits)) == 1
 
@@ -110,21 +111,32 @@ def test_empty_and_zero_slots() -> None:
     assert next_deadline(np.array([2.0, 1.0]), BatchLimits(max_wait_s=0.5)) == 1.5
 
 
-def test_cut_runs_binary_search_matches_greedy() -> None:
+def test_cut_runs_matches_a_plain_loop() -> None:
     rng = np.random.default_rng(3)
     for _ in range(50):
         lengths = np.sort(rng.integers(1, 80, int(rng.integers(1, 300))))
         limits = BatchLimits(max_batch=int(rng.integers(1, 64)),
-                             max_tokens=int(rng.integers(1, 2000)))
-        greedy, start = [], 0
+                             max_tokens=int(rng.integers(1, 2000)),
+                             max_padding=float(rng.choice([0.0, 0.2, 0.35, 1.0])))
+        expected, start = [], 0
         while start < len(lengths):
-            end = start + 1
-            while (end < len(lengths) and end - start < limits.max_batch
-                   and (end + 1 - start) * lengths[end] <= limits.max_tokens):
-                end += 1
-            greedy.append((start, end))
-            start = end
-        assert cut_runs(lengths, limits) == greedy
+            best = start + 1
+            for end in range(start + 1, min(start + limits.max_batch, len(lengths)) + 1):
+                run = lengths[start:end]
+                slots = len(run) * run.max()
+                if slots <= limits.max_tokens and run.sum() >= (1 - limits.max_padding) * slots:
+                    best = end
+            expected.append((start, best))
+            start = best
+        assert cut_runs(lengths, limits) == expected
+
+
+def test_runs_keep_padding_under_the_limit() -> None:
+    lengths = np.array([10] * 30 + [60] * 3)
+    runs = cut_runs(lengths, BatchLimits(max_batch=64, max_tokens=10_000, max_padding=0.35))
+    assert runs == [(0, 30), (30, 33)]
+    for a, b in runs:
+        assert padding_ratio(lengths[a:b]) <= 0.35
 
 
 def test_padding_ratio() -> None:

@@ -68,8 +68,9 @@ def test_eval_and_models_commands(app, tiny_ckpt, tmp_path):
     reg = Registry(reg_root)
     reg.register(tiny_ckpt, m, version="a")
     reg.register(tiny_ckpt, m, version="b")
-    assert runner.invoke(app, ["models", "promote", "a", "--registry", str(reg_root)]).exit_code == 0
-    assert runner.invoke(app, ["models", "promote", "b", "--registry", str(reg_root)]).exit_code == 0
+    for v in ("a", "b"):
+        r = runner.invoke(app, ["models", "promote", v, "--registry", str(reg_root)])
+        assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["models", "list", "--registry", str(reg_root)])
     assert "* b" in r.output
     r = runner.invoke(app, ["models", "rollback", "--registry", str(reg_root)])

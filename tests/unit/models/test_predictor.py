@@ -80,3 +80,24 @@ def test_cpu_backends_agree_with_fp32(backend, untrained):
         pytest.skip(f"{backend} backend unavailable on this host")
     got = runner(enc.input_ids, enc.attention_mask)
     np.testing.assert_allclose(got, ref, atol=0.05 if backend == "int8" else 1e-4)
+
+
+def test_backend_choice_env_override(monkeypatch):
+    from models.sentiment import cpu_backends
+
+    monkeypatch.setenv("YUQING_CPU_BACKEND", "int8")
+    assert cpu_backends.pick_cpu_backend() == "int8"
+    monkeypatch.delenv("YUQING_CPU_BACKEND")
+    assert cpu_backends.pick_cpu_backend() in ("onnx", "fp32")  # never silently int8
+    with pytest.raises(ValueError, match="unknown backend"):
+        cpu_backends.make_runner(None, "tpu", 64)
+
+
+def test_from_checkpoint_errors_name_the_problem(tmp_path):
+    from models.sentiment import SentimentModel
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SentimentModel.from_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="yuqing_model.json not found"):
+        SentimentModel.from_checkpoint(tmp_path / "empty")

@@ -18,7 +18,8 @@ def fake_checkpoint(path, version="dev"):
 
 def metrics(f1, neg_recall, eval_set="valid.csv"):
     return {"accuracy": f1, "macro_f1": f1, "eval_set": eval_set, "n": 10,
-            "per_class": {"negative": {"precision": 1, "recall": neg_recall, "f1": 1, "support": 3}}}
+            "per_class": {"negative": {"precision": 1, "recall": neg_recall, "f1": 1,
+                                       "support": 3}}}
 
 
 @pytest.fixture
@@ -63,7 +64,8 @@ def test_gate_rejects_f1_drop_and_negative_recall_drop(reg, tmp_path):
     assert reg.production()[1] == "within_tol"
     decisions = reg.decisions()
     assert [d["accepted"] for d in decisions] == [True, False, False, True]
-    assert "macro_f1" in decisions[1]["reasons"][0] and "negative recall" in decisions[2]["reasons"][1]
+    assert "macro_f1" in decisions[1]["reasons"][0]
+    assert "negative recall" in decisions[2]["reasons"][1]
 
 
 def test_gate_refuses_different_eval_sets():

@@ -6,7 +6,8 @@ def test_labels_canonical_order():
 
 
 def test_urls_removed_and_whitespace_collapsed():
-    assert normalize_text("Fed hikes  https://t.co/AbC123 \n rates www.x.com/a") == "Fed hikes rates"
+    got = normalize_text("Fed hikes  https://t.co/AbC123 \n rates www.x.com/a")
+    assert got == "Fed hikes rates"
 
 
 def test_cashtags_kept_and_uppercased():

@@ -1,0 +1,365 @@
+"""Pipeline benchmark: throughput and produce->searchable / produce->trend latency, end to end.
+
+Measured on the real stack with real worker processes, beside the raw classifier throughput
+measured in the same run (the ceiling: the inference worker alone, same model, same texts):
+
+1. *ceiling*: the production model in an in-process inference worker scores the feed's texts;
+2. *throughput*: N synthetic feed items are produced as fast as Kafka takes them; docs/s from
+   the first produce to the last document searchable in ES (and counted in Redis);
+3. *latency*: items are produced at half the ceiling rate; each document's latency is the time
+   from its produce to the first poll (every 100 ms) that finds it searchable in ES (a
+   ``terms`` query on ``doc_id``; ES shows only refreshed documents) or counted in the
+   trend store (its minute bucket's ``seen`` set). p50/p99 over all documents.
+
+Runs in its own namespace (topics, ES prefix, Redis prefix, consumer groups) and removes it.
+``yuqing bench pipeline`` prints a table and writes ``bench/results/pipeline-<device>.json``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from services.core.config import Settings, get_settings
+from services.feed.demo import settings_env
+from services.feed.synthetic import FeedItem, FeedSpec, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class BenchArgs:
+    n: int = 3000
+    n_latency: int = 1500
+    layout: str = "split"  # split: one process per role; all: one process
+    device: str = "auto"
+    out: Path | None = None
+    keep: bool = False
+
+
+@dataclass
+class Phase:
+    name: str
+    n: int
+    docs_per_s: float = 0.0
+    trend_docs_per_s: float = 0.0
+    searchable_p50_s: float | None = None
+    searchable_p99_s: float | None = None
+    trend_p50_s: float | None = None
+    trend_p99_s: float | None = None
+    offered_per_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def bench_settings(base: Settings, run: str, device: str) -> Settings:
+    ns = f"bench.{run}"
+    return base.model_copy(update={
+        "topic_news_raw": f"{ns}.news", "topic_comments_raw": f"{ns}.comments",
+        "topic_docs_clean": f"{ns}.clean", "topic_docs_scored": f"{ns}.scored",
+        "topic_alerts": f"{ns}.alerts", "topic_dlq": f"{ns}.dlq", "topic_labels": f"{ns}.labels",
+        "app_id": f"bench-{run}", "es_index_prefix": f"bench-{run}-docs",
+        "es_alerts_index": f"bench-{run}-alerts", "redis_prefix": f"bench:{run}",
+        "data_dir": Path(base.data_dir) / "bench", "device": device, "log_level": "WARNING",
+    })
+
+
+def feed(n: int, seed: int, run: str) -> list[FeedItem]:
+    """``n`` items over the last 12 h, no invalid ones, no copies (every item is a document)."""
+    span = 12 * 3600
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=span)
+    return generate(FeedSpec(start=start, duration_s=span, items=n, copy_share=0.0,
+                             invalid_share=0.0, seed=seed, run=run, spike=None))
+
+
+def doc_id(it: FeedItem) -> str:
+    v = json.loads(it.value)
+    return f"{it.kind}:{v['source']}:{v['id']}"
+
+
+def text(it: FeedItem) -> str:
+    v = json.loads(it.value)
+    return f"{v['title']}\n\n{v.get('body', '')}" if it.kind == "news" else v["text"]
+
+
+async def ceiling(s: Settings, texts: list[str]) -> tuple[float, str, str]:
+    """Raw classifier docs/s: the inference worker alone (same model and limits as workers)."""
+    from services.classify.agent import open_scorer
+
+    scorer, closers = await open_scorer(s)
+    try:
+        await scorer.submit_many(texts[:256])  # warm-up
+        t0 = time.perf_counter()
+        await scorer.submit_many(texts)
+        dt = time.perf_counter() - t0
+        model = scorer.provider.current()  # type: ignore[attr-defined]
+        return len(texts) / dt, model.version, getattr(model, "backend", "?")
+    finally:
+        for c in closers:
+            stop = getattr(c, "stop", None)
+            if stop is not None:
+                await stop()
+
+
+class Watch:
+    """Polls ES and Redis for outstanding documents and records when each became visible."""
+
+    def __init__(self, s: Settings) -> None:
+        from elasticsearch import AsyncElasticsearch
+        from redis.asyncio import Redis
+
+        from services.trends.windows import KeySpace
+
+        self.s = s
+        self.es = AsyncElasticsearch(s.es_url, request_timeout=30)
+        self.redis = Redis.from_url(s.redis_url)
+        self.keys = KeySpace(s.redis_prefix)
+        self.sent: dict[str, float] = {}
+        self.minute: dict[str, datetime] = {}
+        self.searchable: dict[str, float] = {}
+        self.counted: dict[str, float] = {}
+
+    async def close(self) -> None:
+        await self.es.close()
+        await self.redis.aclose()
+
+    def on_sent(self, it: FeedItem) -> None:
+        d = doc_id(it)
+        self.sent[d] = time.perf_counter()
+        pub = datetime.fromisoformat(json.loads(it.value)["published_at"])
+        self.minute[d] = pub
+
+    async def poll_once(self) -> None:
+        from services.trends.windows import minute_bucket
+
+        now = time.perf_counter()
+        todo = [d for d in self.sent if d not in self.searchable][:2000]
+        if todo:
+            with contextlib.suppress(Exception):
+                r = await self.es.search(index=f"{self.s.es_index_prefix}-*", size=len(todo),
+                                         query={"terms": {"doc_id": todo}}, source=False,
+                                         allow_no_indices=True)
+                for h in r["hits"]["hits"]:
+                    self.searchable.setdefault(h["_id"], now)
+        todo = [d for d in self.sent if d not in self.counted][:5000]
+        if todo:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for d in todo:
+                    pipe.sismember(self.keys.seen(minute_bucket(self.minute[d])), d)
+                res = await pipe.execute()
+            for d, hit in zip(todo, res, strict=True):
+                if hit:
+                    self.counted.setdefault(d, now)
+
+    async def until_done(self, n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while (len(self.searchable) < n or len(self.counted) < n) and time.monotonic() < deadline:
+            await self.poll_once()
+            await asyncio.sleep(0.1)
+
+
+async def run_phase(s: Settings, name: str, items: list[FeedItem], rate: float | None,
+                    timeout: float) -> Phase:
+    from services.feed.replay import replay
+
+    w = Watch(s)
+    try:
+        poller_stop = asyncio.Event()
+
+        async def poller() -> None:
+            while not poller_stop.is_set():
+                await w.poll_once()
+                await asyncio.sleep(0.1)
+
+        task = asyncio.create_task(poller())
+        t0 = time.perf_counter()
+        span = (items[-1].published_at - items[0].published_at).total_seconds()
+        speed = span * rate / len(items) if rate else 0.0
+        await replay(items, s, speed, on_sent=lambda _n, it: w.on_sent(it))
+        poller_stop.set()
+        await task
+        await w.until_done(len(items), timeout)
+        ph = Phase(name, len(items), offered_per_s=rate)
+        if w.searchable:
+            ph.docs_per_s = len(w.searchable) / (max(w.searchable.values()) - t0)
+        if w.counted:
+            ph.trend_docs_per_s = len(w.counted) / (max(w.counted.values()) - t0)
+        lat_s = np.array([w.searchable[d] - w.sent[d] for d in w.searchable])
+        lat_t = np.array([w.counted[d] - w.sent[d] for d in w.counted])
+        if lat_s.size:
+            ph.searchable_p50_s, ph.searchable_p99_s = (float(np.percentile(lat_s, q))
+                                                        for q in (50, 99))
+        if lat_t.size:
+            ph.trend_p50_s, ph.trend_p99_s = (float(np.percentile(lat_t, q)) for q in (50, 99))
+        ph.extra = {"searchable": len(w.searchable), "counted": len(w.counted)}
+        return ph
+    finally:
+        await w.close()
+
+
+def start_workers(s: Settings, layout: str, log_dir: Path) -> list[subprocess.Popen]:
+    roles = ["ingest", "classify", "sink", "alerts"] if layout == "split" else ["all"]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for role in roles:
+        with (log_dir / f"{role}.log").open("w") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "services.worker_cli", "--role",
+                                           role], cwd=ROOT, env=settings_env(s), stdout=log,
+                                          stderr=subprocess.STDOUT))
+    return procs
+
+
+async def cleanup(s: Settings) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from elasticsearch import AsyncElasticsearch
+    from redis.asyncio import Redis
+
+    es = AsyncElasticsearch(s.es_url)
+    with contextlib.suppress(Exception):
+        await es.options(ignore_status=404).indices.delete(index=f"{s.es_index_prefix}*,"
+                                                           f"{s.es_alerts_index}*")
+    await es.close()
+    r = Redis.from_url(s.redis_url)
+    keys = [k async for k in r.scan_iter(match=f"{s.redis_prefix}:*", count=5000)]
+    for i in range(0, len(keys), 5000):
+        await r.unlink(*keys[i:i + 5000])
+    await r.aclose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    await admin.start()
+    with contextlib.suppress(Exception):
+        await admin.delete_topics([t for t in await admin.list_topics()
+                                   if t.startswith(s.topic_news_raw.rsplit(".", 1)[0] + ".")])
+    await admin.close()
+
+
+async def warm_up(s: Settings, items: list[FeedItem], timeout: float = 240) -> None:
+    """Send a few items and wait until they are searchable: workers started and model loaded."""
+    w = Watch(s)
+    try:
+        from services.feed.replay import replay
+
+        await replay(items, s, 0, on_sent=lambda _n, it: w.on_sent(it))
+        await w.until_done(len(items), timeout)
+        if len(w.searchable) < len(items):
+            raise RuntimeError("workers did not become ready; see the worker logs")
+    finally:
+        await w.close()
+
+
+def run(args: BenchArgs) -> dict:
+    from services.core.topics import ensure_topics
+
+    base = get_settings()
+    run_id = uuid.uuid4().hex[:8]
+    s = bench_settings(base, run_id, args.device)
+    asyncio.run(ensure_topics(s))
+    tput_items = feed(args.n, 101, f"bt{run_id}")
+    lat_items = feed(args.n_latency, 202, f"bl{run_id}")
+    texts = [text(it) for it in tput_items]
+    print(f"[1/4] ceiling: inference worker alone on {len(texts)} texts ...", flush=True)
+    ceil, version, backend = asyncio.run(ceiling(s, texts))
+    print(f"      {ceil:.0f} docs/s (model {version}, backend {backend})", flush=True)
+    log_dir = Path(s.data_dir) / f"logs-{run_id}"
+    procs = start_workers(s, args.layout, log_dir)
+    try:
+        print(f"[2/4] starting workers ({args.layout}), logs in {log_dir} ...", flush=True)
+        asyncio.run(warm_up(s, feed(20, 303, f"bw{run_id}")))
+        print(f"[3/4] throughput: {len(tput_items)} items as fast as possible ...", flush=True)
+        tput = asyncio.run(run_phase(s, "throughput (max load)", tput_items, None, 600))
+        rate = ceil / 2
+        print(f"[4/4] latency: {len(lat_items)} items at {rate:.0f}/s (half the ceiling) ...",
+              flush=True)
+        lat = asyncio.run(run_phase(s, "latency (half load)", lat_items, rate, 300))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if not args.keep:
+            asyncio.run(cleanup(s))
+    import os
+    import platform
+
+    result = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpu": platform.machine(), "cpus": os.cpu_count(),
+                    "load_avg_1m": os.getloadavg()[0]},
+        "model": {"version": version, "backend": backend, "device": s.device},
+        "layout": args.layout,
+        "ceiling_docs_per_s": ceil,
+        "phases": [vars(tput), vars(lat)],
+        "targets": {
+            "throughput_vs_ceiling": tput.docs_per_s / ceil if ceil else None,
+            "throughput_target_met": bool(ceil and tput.docs_per_s >= 0.8 * ceil),
+            "p99_searchable_half_load_s": lat.searchable_p99_s,
+            "latency_target_met": bool(lat.searchable_p99_s is not None
+                                       and lat.searchable_p99_s < 3.0),
+        },
+    }
+    out = args.out or RESULTS / f"pipeline-{'cuda' if 'cuda' in str(s.device) else 'cpu'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    result["_path"] = str(out)
+    return result
+
+
+def table(result: dict):
+    from rich.table import Table
+
+    t = Table(title=f"yuqing pipeline benchmark · model {result['model']['version']} "
+                    f"({result['model']['backend']}) · layout {result['layout']} · "
+                    f"load avg {result['machine']['load_avg_1m']:.1f}")
+    for col in ("phase", "docs", "offered/s", "searchable docs/s", "trend docs/s",
+                "searchable p50", "searchable p99", "trend p50", "trend p99"):
+        t.add_column(col, justify="right" if col != "phase" else "left")
+
+    def f(x, unit="s"):
+        return "-" if x is None else (f"{x:.2f} {unit}" if unit else f"{x:.0f}")
+
+    t.add_row("classifier alone (ceiling)", "-", "-", f(result["ceiling_docs_per_s"], ""),
+              "-", "-", "-", "-", "-")
+    for ph in result["phases"]:
+        t.add_row(ph["name"], str(ph["n"]), f(ph["offered_per_s"], ""), f(ph["docs_per_s"], ""),
+                  f(ph["trend_docs_per_s"], ""), f(ph["searchable_p50_s"]),
+                  f(ph["searchable_p99_s"]), f(ph["trend_p50_s"]), f(ph["trend_p99_s"]))
+    return t
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from rich.console import Console
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--n-latency", type=int, default=1500)
+    ap.add_argument("--layout", choices=["split", "all"], default="split")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args(argv)
+    result = run(BenchArgs(n=a.n, n_latency=a.n_latency, layout=a.layout, device=a.device,
+                           keep=a.keep))
+    console = Console()
+    console.print(table(result))
+    tg = result["targets"]
+    console.print(f"pipeline/ceiling = {tg['throughput_vs_ceiling']:.0%} (target >= 80%: "
+                  f"{'met' if tg['throughput_target_met'] else 'NOT met'}); p99 produce->searchable"
+                  f" at half load = {tg['p99_searchable_half_load_s']} s (target < 3 s: "
+                  f"{'met' if tg['latency_target_met'] else 'NOT met'})")
+    console.print(f"wrote {result['_path']}")
+
+
+if __name__ == "__main__":
+    main()
