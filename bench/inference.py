@@ -46,6 +46,7 @@ class BenchArgs:
     max_batch: int | None = None
     max_tokens: int | None = None
     ceiling: bool = True
+    max_padding: float = 0.35
 
 
 # ---- model loading (in each child) ---------------------------------------------------------
@@ -183,10 +184,12 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
             max_wait_ms=preset["max_wait_ms"], queue_size=preset["queue_size"],
             tokenizer_threads=args.tokenizer_threads,
             tokenizer_processes=args.tokenizer_processes, compile_mode=args.compile_mode,
-            metrics=metrics,
+            max_padding=args.max_padding, metrics=metrics,
         )
         await worker.start()
-        await worker.submit_many(texts[: min(len(texts), 2 * call)][::-1])  # warm-up
+        from bench.common import headlines
+
+        await worker.submit_many(headlines(2 * call, seed=args.seed + 1))  # warm-up, other texts
         worker.real_tokens = worker.padded_tokens = 0
         batches0 = worker.batches
         hits0 = metrics.cache_hits._value.get()
@@ -219,6 +222,7 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
             "limits": {"max_batch": worker.limits.max_batch, "max_tokens": worker.limits.max_tokens,
                        "max_wait_ms": preset["max_wait_ms"], "queue_size": worker.queue_size,
                        "call_size": call, "calls_in_flight": in_flight,
+                       "max_padding": args.max_padding,
                        "tokenizer_threads": args.tokenizer_threads,
                        "tokenizer_processes": args.tokenizer_processes,
                        "compile_mode": args.compile_mode},

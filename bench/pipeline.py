@@ -73,12 +73,21 @@ def bench_settings(base: Settings, run: str, device: str) -> Settings:
     })
 
 
-def feed(n: int, seed: int, run: str) -> list[FeedItem]:
-    """``n`` items over the last 12 h, no invalid ones, no copies (every item is a document)."""
+def feeds(sizes: list[int], run: str) -> list[list[FeedItem]]:
+    """Disjoint feeds of the given sizes over the last 12 h: no invalid items, no copies, and
+    cut from one generated feed so no two items are copies of one story (each is a document)."""
     span = 12 * 3600
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=span)
-    return generate(FeedSpec(start=start, duration_s=span, items=n, copy_share=0.0,
-                             invalid_share=0.0, seed=seed, run=run, spike=None))
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=span + 60)
+    items = generate(FeedSpec(start=start, duration_s=span, items=sum(sizes), copy_share=0.0,
+                              invalid_share=0.0, seed=11, run=run, spike=None))
+    out: list[list[FeedItem]] = [[] for _ in sizes]
+    # deal items round-robin by remaining share so every feed spans the whole period
+    left = list(sizes)
+    for it in items:
+        k = max(range(len(sizes)), key=lambda j: (left[j] / sizes[j], -j)) if sizes else 0
+        out[k].append(it)
+        left[k] -= 1
+    return out
 
 
 def doc_id(it: FeedItem) -> str:
@@ -95,7 +104,7 @@ async def ceiling(s: Settings, texts: list[str]) -> tuple[float, str, str]:
     """Raw classifier docs/s: the inference worker alone (same model and limits as workers)."""
     from services.classify.agent import open_scorer
 
-    scorer, closers = await open_scorer(s)
+    scorer, stack = await open_scorer(s)
     try:
         await scorer.submit_many(texts[:256])  # warm-up
         t0 = time.perf_counter()
@@ -104,10 +113,7 @@ async def ceiling(s: Settings, texts: list[str]) -> tuple[float, str, str]:
         model = scorer.provider.current()  # type: ignore[attr-defined]
         return len(texts) / dt, model.version, getattr(model, "backend", "?")
     finally:
-        for c in closers:
-            stop = getattr(c, "stop", None)
-            if stop is not None:
-                await stop()
+        await stack.aclose()
 
 
 class Watch:
@@ -160,15 +166,23 @@ class Watch:
                 if hit:
                     self.counted.setdefault(d, now)
 
-    async def until_done(self, n: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    async def until_done(self, n: int, limit_s: float, stall_s: float = 60.0) -> None:
+        """Poll until every document is searchable and counted, the time limit passes, or
+        nothing new shows up for ``stall_s`` (then the missing ones are reported)."""
+        deadline = time.monotonic() + limit_s
+        last, last_change = (-1, -1), time.monotonic()
         while (len(self.searchable) < n or len(self.counted) < n) and time.monotonic() < deadline:
             await self.poll_once()
+            now_seen = (len(self.searchable), len(self.counted))
+            if now_seen != last:
+                last, last_change = now_seen, time.monotonic()
+            elif time.monotonic() - last_change > stall_s:
+                break
             await asyncio.sleep(0.1)
 
 
 async def run_phase(s: Settings, name: str, items: list[FeedItem], rate: float | None,
-                    timeout: float) -> Phase:
+                    limit_s: float) -> Phase:
     from services.feed.replay import replay
 
     w = Watch(s)
@@ -187,7 +201,7 @@ async def run_phase(s: Settings, name: str, items: list[FeedItem], rate: float |
         await replay(items, s, speed, on_sent=lambda _n, it: w.on_sent(it))
         poller_stop.set()
         await task
-        await w.until_done(len(items), timeout)
+        await w.until_done(len(items), limit_s)
         ph = Phase(name, len(items), offered_per_s=rate)
         if w.searchable:
             ph.docs_per_s = len(w.searchable) / (max(w.searchable.values()) - t0)
@@ -200,7 +214,8 @@ async def run_phase(s: Settings, name: str, items: list[FeedItem], rate: float |
                                                         for q in (50, 99))
         if lat_t.size:
             ph.trend_p50_s, ph.trend_p99_s = (float(np.percentile(lat_t, q)) for q in (50, 99))
-        ph.extra = {"searchable": len(w.searchable), "counted": len(w.counted)}
+        ph.extra = {"searchable": len(w.searchable), "counted": len(w.counted),
+                    "missing": len(items) - min(len(w.searchable), len(w.counted))}
         return ph
     finally:
         await w.close()
@@ -241,14 +256,14 @@ async def cleanup(s: Settings) -> None:
     await admin.close()
 
 
-async def warm_up(s: Settings, items: list[FeedItem], timeout: float = 240) -> None:
+async def warm_up(s: Settings, items: list[FeedItem], limit_s: float = 240) -> None:
     """Send a few items and wait until they are searchable: workers started and model loaded."""
     w = Watch(s)
     try:
         from services.feed.replay import replay
 
         await replay(items, s, 0, on_sent=lambda _n, it: w.on_sent(it))
-        await w.until_done(len(items), timeout)
+        await w.until_done(len(items), limit_s)
         if len(w.searchable) < len(items):
             raise RuntimeError("workers did not become ready; see the worker logs")
     finally:
@@ -262,8 +277,7 @@ def run(args: BenchArgs) -> dict:
     run_id = uuid.uuid4().hex[:8]
     s = bench_settings(base, run_id, args.device)
     asyncio.run(ensure_topics(s))
-    tput_items = feed(args.n, 101, f"bt{run_id}")
-    lat_items = feed(args.n_latency, 202, f"bl{run_id}")
+    warm_items, tput_items, lat_items = feeds([20, args.n, args.n_latency], f"b{run_id}")
     texts = [text(it) for it in tput_items]
     print(f"[1/4] ceiling: inference worker alone on {len(texts)} texts ...", flush=True)
     ceil, version, backend = asyncio.run(ceiling(s, texts))
@@ -272,7 +286,7 @@ def run(args: BenchArgs) -> dict:
     procs = start_workers(s, args.layout, log_dir)
     try:
         print(f"[2/4] starting workers ({args.layout}), logs in {log_dir} ...", flush=True)
-        asyncio.run(warm_up(s, feed(20, 303, f"bw{run_id}")))
+        asyncio.run(warm_up(s, warm_items))
         print(f"[3/4] throughput: {len(tput_items)} items as fast as possible ...", flush=True)
         tput = asyncio.run(run_phase(s, "throughput (max load)", tput_items, None, 600))
         rate = ceil / 2

@@ -17,6 +17,7 @@ converges in far fewer CPU steps than with the untrained [CLS] position.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def save_checkpoint(model: SentimentClassifier, folder: str | Path, cfg: ModelCo
     folder.mkdir(parents=True, exist_ok=True)
     head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
     save_file(head, str(folder / "head.safetensors"))
+    os.chmod(folder / "head.safetensors", 0o644)  # safetensors writes 0600
     enc = model.encoder
     if cfg.method == "lora":
         enc.save_pretrained(str(folder / "adapter"))

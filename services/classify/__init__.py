@@ -1,0 +1,1 @@
+"""Classify stage: the agent (agent.py) and the inference worker it calls (docs/inference.md)."""

@@ -11,6 +11,8 @@ until acknowledged before the next batch (= before Faust acks this one).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import faust
@@ -28,25 +30,22 @@ from services.ingest.pipeline import dead_letter
 log = logging.getLogger(__name__)
 
 
-async def open_scorer(settings: Settings) -> tuple[Scorer, list]:
-    """The inference worker serving the registry's production model (or ``model_path``),
-    and the things to stop when done.
+async def open_scorer(settings: Settings) -> tuple[Scorer, contextlib.AsyncExitStack]:
+    """The inference worker serving the registry's production model (or ``model_path``), and
+    the stack that stops it.
 
     Fails with ModelLoadError (whose message says how to get a model) when there is none:
     the product never falls back to an untrained head.
     """
-    from services.classify.model_watch import production_provider
-    from services.classify.worker import InferenceWorker
+    from services.classify.worker import open_inference_worker
 
-    provider = await production_provider(settings.model_registry, settings.model_path,
-                                         device=settings.device, backend=settings.classify_backend,
-                                         poll_s=settings.model_poll_s)
-    worker = InferenceWorker(provider, max_batch=settings.classify_max_batch,
-                             max_tokens=settings.classify_max_tokens,
-                             max_wait_ms=settings.classify_max_wait_ms,
-                             queue_size=settings.classify_queue_size)
-    await worker.start()
-    return worker, [worker, provider]
+    stack = contextlib.AsyncExitStack()
+    try:
+        worker = await stack.enter_async_context(open_inference_worker(settings))
+    except BaseException:
+        await stack.aclose()
+        raise
+    return worker, stack
 
 
 def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],
@@ -87,13 +86,46 @@ def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, li
     return docs, dead
 
 
+# Two actors share the process's one inference worker: while one batch's results are being
+# delivered to Kafka (awaited, before its offsets may be acked), the other batch is already in
+# the model. Each actor acks only its own batch and Faust commits only contiguous acked
+# offsets, so this overlaps work without weakening the guarantee.
+CONCURRENCY = 2
+
+
+class _SharedScorer:
+    """One inference worker per process, opened by the first actor, closed by the last."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = asyncio.Lock()
+        self.scorer: Scorer | None = None
+        self.stack: contextlib.AsyncExitStack | None = None
+        self.users = 0
+
+    async def acquire(self) -> Scorer:
+        async with self.lock:
+            if self.scorer is None:
+                self.scorer, self.stack = await open_scorer(self.settings)
+            self.users += 1
+            return self.scorer
+
+    async def release(self) -> None:
+        async with self.lock:
+            self.users -= 1
+            if self.users == 0 and self.stack is not None:
+                await self.stack.aclose()
+                self.scorer = self.stack = None
+
+
 def register(app: faust.App, settings: Settings) -> None:
     topic = raw_topic(app, settings.topic_docs_clean)
+    shared = _SharedScorer(settings)
 
-    @app.agent(topic, name="classify")
+    @app.agent(topic, name="classify", concurrency=CONCURRENCY)
     async def classify(stream: faust.StreamT) -> None:
         try:
-            scorer, closers = await open_scorer(settings)
+            scorer = await shared.acquire()
         except Exception as exc:  # noqa: BLE001 - no model: nothing can be processed
             die("classify: loading the model", exc)
             return
@@ -114,7 +146,4 @@ def register(app: faust.App, settings: Settings) -> None:
                 await scorer.wait_for_room(settings.classify_max_batch)
         finally:
             log.info("classify: %d batches", batches)
-            for c in closers:
-                stop = getattr(c, "stop", None)
-                if stop is not None:
-                    await stop()
+            await shared.release()

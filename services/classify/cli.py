@@ -42,6 +42,8 @@ def inference(
         help="torch.compile mode for the CUDA path, e.g. reduce-overhead (CUDA graphs).")] = None,
     max_batch: Annotated[int | None, typer.Option(help="Override the device preset.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Override the device preset.")] = None,
+    max_padding: Annotated[float, typer.Option(
+        help="Most padding share the batcher accepts in a batch.")] = 0.35,
     output: Annotated[Path | None, typer.Option(
         help="JSON path (default bench/results/inference-<device>.json).")] = None,
 ) -> None:
@@ -65,6 +67,7 @@ def inference(
         backends=tuple(backend or ["auto"]), tokenizer_threads=tokenizer_threads,
         tokenizer_processes=tokenizer_processes, compile_mode=compile_mode, ceiling=ceiling,
         registry=str(get_settings().model_registry), max_batch=max_batch, max_tokens=max_tokens,
+        max_padding=max_padding,
     )
     console = Console()
     if not console.is_terminal:

@@ -126,13 +126,15 @@ class InferenceWorker:
         chunk_size: int = 512,
         cache_size: int = 50_000,
         min_fill: float = 0.9,
+        max_padding: float = 0.35,
         compile_mode: str | None = None,
         metrics: ClassifyMetrics | None = None,
     ) -> None:
         if isinstance(model_provider, SentimentModel):
             model_provider = StaticModel(model_provider)
         self.provider = model_provider
-        self.limits = BatchLimits(max_batch, max_tokens, max_wait_ms / 1000.0, min_fill)
+        self.limits = BatchLimits(max_batch, max_tokens, max_wait_ms / 1000.0, min_fill,
+                                  max_padding)
         self.queue_size = max(1, queue_size)
         self.chunk_size = max(1, min(chunk_size, self.queue_size))
         self._depth_option = pipeline_depth

@@ -164,3 +164,16 @@ def env_name(field: str) -> str:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment for a child process (a worker started by ``yuqing demo``, a test or a
+    benchmark) that builds exactly ``settings``: this process's environment plus every field."""
+    import os
+
+    env = dict(os.environ)
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if value is not None:
+            env[env_name(field)] = str(value)
+    return env

@@ -4,8 +4,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+DEFAULT_OUT = Path("var/feed/day.jsonl")
 
 feed_app = typer.Typer(help="The synthetic feed: generate a realistic day of news and comments.",
                        no_args_is_help=True)
@@ -20,22 +23,27 @@ def default_start(duration_s: float) -> datetime:
 
 @feed_app.command("generate")
 def generate_cmd(
-    out: Path = typer.Option(Path("var/feed/day.jsonl"), "--out", "-o", help="JSONL file to write."),
-    items: int = typer.Option(3000, help="Items in the feed (news + comments)."),
-    hours: float = typer.Option(24.0, help="Simulated span in hours."),
-    start: datetime | None = typer.Option(None, help="First timestamp (UTC); default: span ends now."),
-    spike_ticker: str = typer.Option("TSLA", help="Company of the injected negative spike ('' for none)."),
-    spike_at: float = typer.Option(0.65, help="Where the spike sits, as a fraction of the span."),
-    spike_items: int = typer.Option(40, help="Items in the spike."),
-    invalid_share: float = typer.Option(0.0, help="Share of malformed messages (for the DLQ)."),
-    seed: int = typer.Option(7, help="Random seed (same seed, same feed)."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.")] = DEFAULT_OUT,
+    items: Annotated[int, typer.Option(help="Items in the feed (news + comments).")] = 3000,
+    hours: Annotated[float, typer.Option(help="Simulated span in hours.")] = 24.0,
+    start: Annotated[datetime | None, typer.Option(
+        help="First timestamp (UTC); default: the span ends now.")] = None,
+    spike_ticker: Annotated[str, typer.Option(
+        help="Company of the injected negative spike ('' for none).")] = "TSLA",
+    spike_at: Annotated[float, typer.Option(
+        help="Where the spike sits, as a fraction of the span.")] = 0.65,
+    spike_items: Annotated[int, typer.Option(help="Items in the spike.")] = 40,
+    invalid_share: Annotated[float, typer.Option(
+        help="Share of malformed messages (for the DLQ).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same feed).")] = 7,
 ) -> None:
     """Write a synthetic feed: a dozen companies, a daily rhythm, syndicated copies, one spike."""
     from services.feed.synthetic import FeedSpec, SpikeSpec, generate, write_jsonl
 
     span = hours * 3600
-    spec = FeedSpec(start=(start.replace(tzinfo=start.tzinfo or UTC) if start else default_start(span)),
-                    duration_s=span, items=items, invalid_share=invalid_share, seed=seed,
+    first = start.replace(tzinfo=start.tzinfo or UTC) if start else default_start(span)
+    spec = FeedSpec(start=first, duration_s=span, items=items, invalid_share=invalid_share,
+                    seed=seed,
                     spike=SpikeSpec(ticker=spike_ticker, at_s=spike_at * span, items=spike_items)
                     if spike_ticker else None)
     n = write_jsonl(generate(spec), out)
@@ -45,8 +53,9 @@ def generate_cmd(
 
 @feed_app.command("tail")
 def tail_cmd(
-    topic: str = typer.Argument(..., help="Topic to print, e.g. yuqing.alerts or yuqing.dlq."),
-    idle: float = typer.Option(3.0, help="Stop after this many seconds without messages."),
+    topic: Annotated[str, typer.Argument(help="Topic to print, e.g. yuqing.alerts.")],
+    idle: Annotated[float, typer.Option(
+        help="Stop after this many seconds without messages.")] = 3.0,
 ) -> None:
     """Print a topic's messages from the beginning (JSON per line), e.g. the alerts topic."""
     from aiokafka import AIOKafkaConsumer
@@ -77,15 +86,22 @@ def tail_cmd(
 
 
 def replay_cmd(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                help="JSONL: `yuqing feed generate` output, or one NewsIn/CommentIn "
-                                     "object per line."),
-    speed: float = typer.Option(0.0, "--speed", "-s",
-                                help="Simulated seconds per second (600: a day in 2.4 min); "
-                                     "0 = as fast as possible."),
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, readable=True,
+        help="JSONL: `yuqing feed generate` output, or one NewsIn/CommentIn object per line.")],
+    speed: Annotated[float, typer.Option(
+        "--speed", "-s",
+        help="Simulated seconds per second (600: a day in 2.4 min); 0 = as fast as possible.")
+    ] = 0.0,
 ) -> None:
     """Produce a JSONL feed into the raw topics, paced by the items' timestamps."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from services.core.config import get_settings
     from services.core.errors import BackendUnavailable
@@ -121,10 +137,12 @@ def replay_cmd(
 
 
 def demo_cmd(
-    items: int = typer.Option(3000, help="Items in the simulated day."),
-    minutes: float = typer.Option(2.5, help="Wall-clock minutes the simulated day takes."),
-    train: bool = typer.Option(True, help="Train a model first when there is no production model."),
-    keep_running: bool = typer.Option(False, help="Leave the worker running after the replay."),
+    items: Annotated[int, typer.Option(help="Items in the simulated day.")] = 3000,
+    minutes: Annotated[float, typer.Option(help="Wall-clock minutes the day takes.")] = 2.5,
+    train: Annotated[bool, typer.Option(
+        help="Train a model first when there is no production model.")] = True,
+    keep_running: Annotated[bool, typer.Option(
+        help="Leave the worker running after the replay.")] = False,
 ) -> None:
     """Run the whole pipeline on a built-in synthetic day with one injected negative spike."""
     from services.feed.demo import run_demo

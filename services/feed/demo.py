@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from services.core.config import Settings, env_name, get_settings
+from services.core.config import Settings, child_env, get_settings
 from services.feed.synthetic import COMPANIES, FeedSpec, SpikeSpec, generate
 
 console = Console()
@@ -51,12 +50,7 @@ def demo_settings(base: Settings, run: str) -> Settings:
 
 def settings_env(s: Settings) -> dict[str, str]:
     """The environment that makes a child process build exactly ``s``."""
-    env = dict(os.environ)
-    for field in Settings.model_fields:
-        value = getattr(s, field)
-        if value is not None:
-            env[env_name(field)] = str(value)
-    return env
+    return child_env(s)
 
 
 def has_model(s: Settings) -> bool:
@@ -71,11 +65,12 @@ def ensure_model(s: Settings, train: bool) -> bool:
     cmd = [sys.executable, "-m", "models.finetune.make_production", "--registry",
            str(s.model_registry)]
     if not train or importlib.util.find_spec("models.finetune.make_production") is None:
+        how = "python -m models.finetune.make_production --registry " + str(s.model_registry)
         console.print(f"[red]No production model in {s.model_registry}.[/red] Train and promote "
-                      f"one with:\n  make model\nor\n  {' '.join(cmd[1:]).replace('-m ', 'python -m ')}"
-                      "\nthen run `yuqing demo` again.")
+                      f"one with:\n  make model\nor\n  {how}\nthen run `yuqing demo` again.")
         return False
-    console.print(f"[yellow]No production model yet: training one ({' '.join(cmd[2:])})...[/yellow]")
+    console.print(f"[yellow]No production model yet: training one ({' '.join(cmd[2:])})"
+                  "...[/yellow]")
     if subprocess.call(cmd) != 0 or not has_model(s):
         console.print("[red]Training failed; see the output above.[/red]")
         return False
@@ -176,7 +171,8 @@ class View:
             h1, d1 = t["1h"], t["24h"]
             neg1 = f"{h1.negative_share:.0%}" if h1.count else "-"
             style = "bold red" if h1.count >= 5 and h1.negative_share >= 0.5 else ""
-            table.add_row(f"{name} ({ticker})", str(h1.count), f"[{style}]{neg1}[/]" if style else neg1,
+            table.add_row(f"{name} ({ticker})", str(h1.count),
+                          f"[{style}]{neg1}[/]" if style else neg1,
                           str(d1.count), f"{d1.negative_share:.0%}" if d1.count else "-")
         alerts = Table(title="Alerts (yuqing.alerts)", expand=True)
         for col in ("window (UTC)", "series", "severity", "negatives", "z", "top headline"):
@@ -228,13 +224,12 @@ async def _poll(view: View, expected: int) -> None:
                 view.indexed = r["count"]
             with contextlib.suppress(Exception):
                 now = view.cursor + timedelta(minutes=1)
-                got = await store.read_many([("entity", t) for t, _ in COMPANIES] + [(DIM_ALL, ALL)],
+                got = await store.read_many([("entity", t) for t, _ in COMPANIES],
                                             now=now)
                 view.trends = {t: got[("entity", t)] for t, _ in COMPANIES}
+                end = view.spec.start + timedelta(seconds=view.spec.duration_s, hours=2)
                 points = await store.series(DIM_ALL, ALL, view.spec.start - timedelta(hours=1),
-                                            view.spec.start + timedelta(seconds=view.spec.duration_s,
-                                                                        hours=2),
-                                            resolution="hour")
+                                            end, resolution="hour")
                 view.counted = sum(p.counts.count for p in points)
             await asyncio.sleep(0.8)
     finally:
@@ -342,12 +337,14 @@ def _print_queries(s: Settings) -> None:
     console.print(f"""
 [bold]Query the results[/bold]
   Elasticsearch documents (alias {s.es_index_prefix}):
-    curl -s '{s.es_url}/{s.es_index_prefix}/_search?q=entities:TSLA%20AND%20sentiment.label:negative&size=3&pretty'
+    curl -s '{s.es_url}/{s.es_index_prefix}/_search?size=3&pretty'\\
+'&q=entities:TSLA%20AND%20sentiment.label:negative'
   Alerts in Elasticsearch:
     curl -s '{s.es_url}/{s.es_alerts_index}/_search?pretty&sort=window_start:desc'
   Redis trend buckets (prefix {s.redis_prefix}):
     redis-cli --scan --pattern '{s.redis_prefix}:tr:*entity:TSLA' | head
-    redis-cli hgetall "$(redis-cli --scan --pattern '{s.redis_prefix}:tr:{{h*}}:entity:TSLA' | head -1)"
+    redis-cli hgetall "$(redis-cli --scan --pattern '{s.redis_prefix}:tr:{{h*}}:entity:TSLA' |"
+                      " head -1)"
   The alerts topic:
     yuqing feed tail {s.topic_alerts}
   API (if running: `yuqing api`): curl -s 'http://{s.api_host}:{s.api_port}/alerts'

@@ -34,9 +34,11 @@ COMMENT_SOURCES = ("stocktwits", "reddit", "xueqiu", "twitter")
 
 _POS = [
     ("earnings", "{co} beats quarterly estimates as revenue jumps {pct}%",
-     "{co} reported results well ahead of analyst forecasts, with revenue up {pct}% and margins expanding."),
+     "{co} reported results well ahead of analyst forecasts, with revenue up {pct}% and margins"
+     " expanding."),
     ("analyst", "Analysts raise {co} price target after strong {q} guidance",
-     "Several brokers lifted their targets on {co}, citing robust demand and upbeat guidance for {q}."),
+     "Several brokers lifted their targets on {co}, citing robust demand and upbeat guidance for"
+     " {q}."),
     ("products", "{co} unveils new product line to strong early demand",
      "Preorders for {co}'s latest launch exceeded expectations, the company said on {day}."),
     ("capital", "{co} announces ${amt} billion buyback and dividend increase",
@@ -48,7 +50,8 @@ _POS = [
 ]
 _NEU = [
     ("management", "{co} to hold annual shareholder meeting on {day}",
-     "{co} said its annual meeting will take place as scheduled; no changes to the agenda were announced."),
+     "{co} said its annual meeting will take place as scheduled; no changes to the agenda were"
+     " announced."),
     ("markets", "{co} shares little changed ahead of {q} report",
      "{co} stock traded flat on {day} as investors awaited the company's {q} figures."),
     ("products", "{co} schedules product event for {day}",
@@ -62,15 +65,19 @@ _NEG = [
     ("legal", "{co} faces regulatory probe over accounting practices",
      "Regulators opened an investigation into {co}'s accounting, sending the shares down {pct}%."),
     ("earnings", "{co} misses estimates and cuts full-year outlook",
-     "{co} reported weaker-than-expected results and slashed its {q} guidance, blaming falling demand."),
+     "{co} reported weaker-than-expected results and slashed its {q} guidance, blaming falling"
+     " demand."),
     ("products", "{co} recalls {amt}00,000 devices over safety defect",
-     "{co} is recalling {amt}00,000 units after reports of overheating and fires, a costly setback."),
+     "{co} is recalling {amt}00,000 units after reports of overheating and fires, "
+     "a costly setback."),
     ("management", "{co} chief financial officer resigns abruptly amid scandal",
-     "The sudden departure of {co}'s CFO deepened concerns about governance; shares slumped {pct}%."),
+     "The sudden departure of {co}'s CFO deepened concerns about governance; "
+     "shares slumped {pct}%."),
     ("markets", "{co} shares plunge {pct}% after fraud allegations",
      "{co} stock tumbled {pct}% as a short seller accused the company of fraud and hidden losses."),
     ("legal", "{co} hit with ${amt} billion lawsuit over data breach",
-     "Customers sued {co} for ${amt} billion after a massive data breach exposed millions of records."),
+     "Customers sued {co} for ${amt} billion after a massive data breach exposed millions of"
+     " records."),
 ]
 _COMMENTS = {
     "positive": ["${t} looking strong, adding more today", "great quarter from {co}, holding long",
@@ -80,18 +87,23 @@ _COMMENTS = {
                 "holding my ${t} position for now", "what do you think about {co} this {q}?",
                 "${t} volume looks normal today"],
     "negative": ["{co} is a disaster, selling everything", "${t} dumping hard, this is ugly",
-                 "terrible news for {co}, lost {pct}% today", "{co} management has lost all credibility",
+                 "terrible news for {co}, lost {pct}% today", "{co} management has lost all"
+                                                              " credibility",
                  "getting out of ${t}, this fraud story is bad"],
 }
 _SPIKE_NEWS = [
     ("legal", "{co} under investigation for fraud, shares collapse {pct}%",
-     "Prosecutors raided {co}'s offices over suspected fraud; the stock collapsed {pct}% and trading was halted."),
+     "Prosecutors raided {co}'s offices over suspected fraud; the stock collapsed {pct}% and"
+     " trading was halted."),
     ("legal", "{co} accused of hiding billions in losses, regulators say",
-     "Regulators said {co} concealed ${amt} billion of losses; the company faces heavy fines and lawsuits."),
+     "Regulators said {co} concealed ${amt} billion of losses; the company faces heavy fines and"
+     " lawsuits."),
     ("markets", "{co} stock crashes as auditor resigns over accounting scandal",
-     "{co}'s auditor quit citing serious irregularities, and the shares crashed {pct}% in minutes."),
+     "{co}'s auditor quit citing serious irregularities, and the shares crashed "
+     "{pct}% in minutes."),
     ("management", "{co} CEO arrested in fraud probe, shares in free fall",
-     "{co}'s chief executive was detained in a widening fraud investigation; investors fled the stock."),
+     "{co}'s chief executive was detained in a widening fraud investigation; investors fled the"
+     " stock."),
 ]
 _SPIKE_COMMENTS = [
     "{co} fraud?! selling all my ${t} now", "${t} is collapsing, this is a catastrophe",
@@ -154,7 +166,9 @@ def _canon(text: str) -> str:
 def _volume_weight(hour: float) -> float:
     """Relative activity by hour (UTC standing in for exchange time): open and close peaks."""
     base = 0.25 + 0.75 * math.exp(-((hour - 14.5) / 4.0) ** 2)
-    return base + 0.5 * math.exp(-((hour - 9.5) / 0.8) ** 2) + 0.4 * math.exp(-((hour - 16) / 0.7) ** 2)
+    open_peak = 0.5 * math.exp(-((hour - 9.5) / 0.8) ** 2)
+    close_peak = 0.4 * math.exp(-((hour - 16) / 0.7) ** 2)
+    return base + open_peak + close_peak
 
 
 def _times(rng: random.Random, spec: FeedSpec, n: int) -> list[float]:
@@ -176,7 +190,8 @@ def _times(rng: random.Random, spec: FeedSpec, n: int) -> list[float]:
 
 
 def _fill(tpl: str, rng: random.Random, ticker: str, name: str) -> str:
-    return tpl.format(co=name, t=ticker, pct=rng.choice([2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 18, 23]),
+    return tpl.format(co=name, t=ticker,
+                      pct=rng.choice([2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 18, 23]),
                       q=rng.choice(["Q1", "Q2", "Q3", "Q4", "first-half", "full-year"]),
                       day=rng.choice(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]),
                       amt=rng.choice([1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25]))
@@ -218,7 +233,8 @@ def generate(spec: FeedSpec) -> list[FeedItem]:
         return FeedItem("news", ticker.encode(), json.dumps(msg).encode(), pub,
                         {"ticker": ticker, "label": label, "topic": topic, "spike": in_spike})
 
-    def comment(t_s: float, ticker: str, name: str, label: str, tpl: str, in_spike: bool) -> FeedItem:
+    def comment(t_s: float, ticker: str, name: str, label: str, tpl: str,
+                in_spike: bool) -> FeedItem:
         nonlocal seq
         seq += 1
         text, _ = unique(lambda: (_fill(tpl, rng, ticker, name)

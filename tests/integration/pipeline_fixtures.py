@@ -34,8 +34,8 @@ from tests.integration.pipeline_support import (
 )
 
 
-@pytest.fixture(scope="session")
-def centroid_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session", name="centroid_model")
+def centroid_model_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "centroid-model-v1"
     if not (folder / "yuqing_model.json").exists():
         build_centroid_model(folder)
@@ -120,8 +120,8 @@ class Pipeline:
                 for m in await self.topic_messages(self.settings.topic_alerts)]
 
 
-@pytest_asyncio.fixture
-async def pipeline(settings, kafka_admin, es, redis, es_prefix, redis_ns, unique, tmp_path,
+@pytest_asyncio.fixture(name="pipeline")
+async def pipeline_fixture(settings, kafka_admin, es, redis, es_prefix, redis_ns, unique, tmp_path,
                    centroid_model) -> AsyncIterator[Pipeline]:
     s = pipeline_settings(settings, unique, tmp_path, es_prefix, redis_ns, centroid_model)
     await ensure_topics(s)
@@ -165,7 +165,8 @@ def scenario(unique: str, items: int = 360, hours: float = 6.0, resend: int = 6)
     valid = [it for it in feed if not it.meta.get("invalid") and not it.meta.get("copy_of")]
     for i, it in enumerate(valid[: resend * 7 : 7]):
         feed.append(FeedItem(it.kind, it.key, it.value,
-                             it.published_at + timedelta(seconds=60 + i), dict(it.meta, resend=True)))
+                             it.published_at + timedelta(seconds=60 + i),
+                             dict(it.meta, resend=True)))
     feed.sort(key=lambda it: it.published_at)
     originals = valid_originals(feed)
     return Scenario(

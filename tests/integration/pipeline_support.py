@@ -98,11 +98,11 @@ class Worker:
         return ""
 
 
-async def wait_for(what: str, check: Callable[[], Awaitable[bool]], timeout: float,
+async def wait_for(what: str, check: Callable[[], Awaitable[bool]], limit_s: float,
                    workers: Sequence[Worker] = (), interval: float = 1.0,
                    state: dict | None = None) -> None:
     """Poll ``check`` until true; fail early if a worker died, with logs (and ``state``)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     while True:
         if await check():
             return
@@ -112,7 +112,7 @@ async def wait_for(what: str, check: Callable[[], Awaitable[bool]], timeout: flo
                                      f"for {what}:\n{w.log_tail()}")
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {w.role}\n{w.log_tail()}" for w in workers)
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} "
+            raise AssertionError(f"timed out after {limit_s:.0f}s waiting for {what} "
                                  f"(state: {state})\n{logs}")
         await asyncio.sleep(interval)
 
@@ -127,7 +127,8 @@ def build_centroid_model(folder: Path) -> Path:
     from models.sentiment.network import save_checkpoint
 
     model = SentimentModel.untrained_for_tests(device="cpu", seed=0)
-    feed = [it for it in generate(FeedSpec(items=600, seed=12345, spike=None)) if it.meta.get("label")]
+    feed = [it for it in generate(FeedSpec(items=600, seed=12345, spike=None))
+            if it.meta.get("label")]
     texts = [_text(it) for it in feed]
     labels = [it.meta["label"] for it in feed]
     net = model.network

@@ -18,9 +18,9 @@ from services.alerts import rules
 from services.feed.replay import replay
 from tests.integration.pipeline_fixtures import (  # noqa: F401 - fixtures
     Pipeline,
-    centroid_model,
+    centroid_model_fixture,
     expected_minutes,
-    pipeline,
+    pipeline_fixture,
     rules_for,
     scenario,
 )

@@ -15,9 +15,9 @@ import pytest
 from services.feed.replay import replay
 from tests.integration.pipeline_fixtures import (  # noqa: F401 - fixtures
     Pipeline,
-    centroid_model,
+    centroid_model_fixture,
     expected_minutes,
-    pipeline,
+    pipeline_fixture,
     scenario,
 )
 from tests.integration.pipeline_support import TcpProxy, wait_for

@@ -20,9 +20,9 @@ from services.classify.model_watch import ModelRef, load_checkpoint
 from services.feed.replay import replay
 from tests.integration.pipeline_fixtures import (  # noqa: F401 - fixtures
     Pipeline,
-    centroid_model,
+    centroid_model_fixture,
     expected_minutes,
-    pipeline,
+    pipeline_fixture,
     rules_for,
     scenario,
 )
@@ -34,14 +34,14 @@ PROB_TOL = 0.02  # padding/batching float noise
 CLEAR_MARGIN = 0.05
 
 
-async def wait_until_drained(p: Pipeline, n_docs: int, n_dead: int, timeout: float) -> None:
+async def wait_until_drained(p: Pipeline, n_docs: int, n_dead: int, limit_s: float) -> None:
     async def done() -> bool:
         if await p.es_count() < n_docs:
             return False
         distinct, _ = await p.dead_letters()
         return len(distinct) >= n_dead
 
-    await wait_for(f"{n_docs} documents in ES and {n_dead} dead letters", done, timeout,
+    await wait_for(f"{n_docs} documents in ES and {n_dead} dead letters", done, limit_s,
                    p.workers, interval=2.0)
 
 
@@ -76,7 +76,7 @@ async def test_pipeline_end_to_end(pipeline: Pipeline, unique, centroid_model):
     p.worker("all")
     sent = await replay(sc.items, p.settings, speed=0)
     assert sent == len(sc.items)
-    await wait_until_drained(p, len(sc.expected_ids), n_invalid, timeout=300)
+    await wait_until_drained(p, len(sc.expected_ids), n_invalid, limit_s=300)
 
     # Elasticsearch: exactly the expected documents, with the model's labels
     docs = await p.es_docs()
@@ -104,7 +104,8 @@ async def test_pipeline_end_to_end(pipeline: Pipeline, unique, centroid_model):
         want = Counter()
         for d in docs.values():
             if ticker in d["entities"]:
-                want[datetime.fromisoformat(d["published_at"]).replace(second=0, microsecond=0)] += 1
+                pub = datetime.fromisoformat(d["published_at"])
+                want[pub.replace(second=0, microsecond=0)] += 1
         assert per_entity == want, ticker
 
     # Alerts: exactly what the rules give for these labels; the spike fires, calm ones do not

@@ -90,3 +90,30 @@ async def test_fixed_model_path(registry: Path, metrics) -> None:
     assert provider.current().version == "v2"
     with pytest.raises(ModelLoadError, match="v3-broken"):
         await production_provider(Path("/nonexistent"), versions / "v3-broken", device="cpu")
+
+
+async def test_worker_follows_the_registry_end_to_end(registry: Path, metrics) -> None:
+    import asyncio
+
+    from services.classify.worker import open_inference_worker
+    from services.core.config import Settings
+
+    _promote(registry, "v1")
+    settings = Settings(model_registry=registry, device="cpu", classify_backend="fp32",
+                        model_poll_s=0.05, classify_max_wait_ms=5)
+    async with open_inference_worker(settings, metrics) as worker:
+        (first,) = await worker.submit_many(["Apple beats estimates"])
+        assert first.model_version == "v1"
+        _promote(registry, "v3-broken")  # fails to load: v1 keeps serving
+        async with asyncio.timeout(60):
+            while metrics.model_load_failures._value.get() < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        (still,) = await worker.submit_many(["Apple beats estimates"])
+        assert still.model_version == "v1"
+        _promote(registry, "v2")
+        async with asyncio.timeout(60):
+            while metrics.model_swaps._value.get() < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        (after,) = await worker.submit_many(["Apple beats estimates"])
+    assert after.model_version == "v2"
+    assert after.probabilities == pytest.approx(first.probabilities, abs=1e-5)  # same weights
