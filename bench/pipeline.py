@@ -293,6 +293,10 @@ def run(args: BenchArgs) -> dict:
         print(f"[4/4] latency: {len(lat_items)} items at {rate:.0f}/s (half the ceiling) ...",
               flush=True)
         lat = asyncio.run(run_phase(s, "latency (half load)", lat_items, rate, 300))
+        # the machine may be shared: measure the ceiling again and use the mean of both
+        ceil_after, _, _ = asyncio.run(ceiling(s, texts))
+        print(f"      ceiling again after the pipeline phases: {ceil_after:.0f} docs/s",
+              flush=True)
     finally:
         for p in procs:
             p.terminate()
@@ -312,11 +316,12 @@ def run(args: BenchArgs) -> dict:
                     "load_avg_1m": os.getloadavg()[0]},
         "model": {"version": version, "backend": backend, "device": s.device},
         "layout": args.layout,
-        "ceiling_docs_per_s": ceil,
+        "ceiling_docs_per_s": (ceil + ceil_after) / 2,
+        "ceiling_runs_docs_per_s": [ceil, ceil_after],
         "phases": [vars(tput), vars(lat)],
         "targets": {
-            "throughput_vs_ceiling": tput.docs_per_s / ceil if ceil else None,
-            "throughput_target_met": bool(ceil and tput.docs_per_s >= 0.8 * ceil),
+            "throughput_vs_ceiling": tput.docs_per_s / ((ceil + ceil_after) / 2),
+            "throughput_target_met": bool(tput.docs_per_s >= 0.8 * (ceil + ceil_after) / 2),
             "p99_searchable_half_load_s": lat.searchable_p99_s,
             "latency_target_met": bool(lat.searchable_p99_s is not None
                                        and lat.searchable_p99_s < 3.0),
@@ -365,9 +370,12 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     result = run(BenchArgs(n=a.n, n_latency=a.n_latency, layout=a.layout, device=a.device,
                            keep=a.keep))
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     console.print(table(result))
     tg = result["targets"]
+    runs = ", ".join(f"{c:.0f}" for c in result["ceiling_runs_docs_per_s"])
+    console.print(f"ceiling runs: {runs} docs/s (before / after the pipeline phases; the table "
+                  "shows their mean)")
     console.print(f"pipeline/ceiling = {tg['throughput_vs_ceiling']:.0%} (target >= 80%: "
                   f"{'met' if tg['throughput_target_met'] else 'NOT met'}); p99 produce->searchable"
                   f" at half load = {tg['p99_searchable_half_load_s']} s (target < 3 s: "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class CudaForward:
         self.torch = torch
         self.device = model.device
         self.dtype = getattr(torch, dtype)
-        net = copy.deepcopy(model.network).to(self.device, dtype=self.dtype).eval()
+        net: Any = copy.deepcopy(model.network).to(self.device, dtype=self.dtype).eval()
         if compile_mode:
             net = torch.compile(net, mode=compile_mode, dynamic=True)
         self.net = net

@@ -500,7 +500,8 @@ class InferenceWorker:
         assert runner is not None
         ids, lengths, truncated, bad = self._collate(batch, key, model, encoder, runner.pad_to)
         ok = np.flatnonzero(bad == None)  # noqa: E711  (object array of errors)
-        probs, errors = None, []
+        probs: np.ndarray | None = None
+        errors: list[ScoreError | None] = []
         if len(ok):
             probs, errors = self._forward_isolating(runner, ids[ok], lengths[ok], top=True)
         batch.out = (model, lengths, truncated, bad, ok, probs, errors)
@@ -508,6 +509,7 @@ class InferenceWorker:
 
     def _finish_phase(self, batch: _Batch) -> None:
         """Finisher thread: per-item results, scattered into the callers' lists."""
+        assert batch.out is not None
         model, lengths, truncated, bad, ok, probs, errors = batch.out
         n = len(lengths)
         results: list[Result] = list(bad)
@@ -562,6 +564,7 @@ class InferenceWorker:
                 e = self._encode_rows(encoder, [chunk.texts[r] for r in rows.tolist()])
                 parts.append((e.input_ids, e.lengths, e.truncated))
             else:
+                assert chunk.truncated is not None
                 parts.append((chunk.ids[rows], chunk.lengths[rows], chunk.truncated[rows]))
         lengths = np.concatenate([p[1] for p in parts])
         truncated = np.concatenate([p[2] for p in parts])
@@ -634,7 +637,7 @@ class InferenceWorker:
             probs[:mid, : p1.shape[1]] = p1
             probs[mid:, : p2.shape[1]] = p2
             return probs, errors
-        finite = np.isfinite(probs).all(axis=1)
+        finite: np.ndarray = np.asarray(np.isfinite(probs).all(axis=1))
         if not finite.all():
             for i in np.flatnonzero(~finite).tolist():
                 errors[i] = ScoreError("non_finite_output", "the model produced NaN/inf here")

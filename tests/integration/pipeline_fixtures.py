@@ -156,10 +156,13 @@ def scenario(unique: str, items: int = 360, hours: float = 6.0, resend: int = 6)
     companies = COMPANIES[:6]
     spike = companies[2][0]
     span = hours * 3600
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=span)
+    now = datetime.now(UTC).timestamp()
+    start = datetime.fromtimestamp(now - now % 300 - span, tz=UTC)  # 5-minute aligned
+    # the spike sits inside one alert window (30 s to 230 s into it)
+    spike_at = round(0.7 * span / 300) * 300 + 30
     spec = FeedSpec(start=start, duration_s=span, items=items, companies=companies,
                     invalid_share=0.04, copy_share=0.06, seed=31, run=f"t{unique}",
-                    spike=SpikeSpec(ticker=spike, at_s=0.7 * span, duration_s=200, items=16))
+                    spike=SpikeSpec(ticker=spike, at_s=spike_at, duration_s=200, items=16))
     feed = generate(spec)
     # exact re-sends (a producer retrying): same message later in the stream -> same doc_id
     valid = [it for it in feed if not it.meta.get("invalid") and not it.meta.get("copy_of")]

@@ -14,7 +14,8 @@ from services.core.schemas import ScoredDoc, Sentiment
 pytestmark = pytest.mark.integration
 
 CFG = rules.RuleConfig(window_s=300, warmup_windows=6, min_count=5, cooldown_s=900)
-T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=4)
+_now = datetime.now(UTC).timestamp()
+T0 = datetime.fromtimestamp(_now - _now % CFG.window_s - 4 * 3600, tz=UTC)  # window-aligned
 
 
 def doc(i: int, entity: str, minutes: float, negative: bool) -> ScoredDoc:
