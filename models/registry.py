@@ -72,8 +72,8 @@ class Gate:
             reasons.append(f"{self.metric} {c_f1:.4f} < production {p_f1:.4f} - "
                            f"tolerance {self.f1_tolerance}")
         else:
-            reasons.append(f"{self.metric} {c_f1:.4f} vs production {p_f1:.4f} (ok within "
-                           f"{self.f1_tolerance})")
+            reasons.append(f"{self.metric} {c_f1:.4f} vs production {p_f1:.4f} (ok: not more than "
+                           f"{self.f1_tolerance} below)")
         if c_rec < p_rec - self.recall_tolerance:
             ok = False
             reasons.append(f"{self.recall_label} recall {c_rec:.4f} < production {p_rec:.4f}")

@@ -8,6 +8,7 @@ to the next worker, which is safe because every effect is idempotent (``services
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,8 @@ def run_worker(settings: Settings, role: str) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
     app = create_app(settings, role)
+    # one INFO line per Elasticsearch request drowns the worker's own log
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, loop=loop,
                           redirect_stdouts=False)
     worker.execute_from_commandline()

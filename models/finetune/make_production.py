@@ -184,7 +184,7 @@ def main() -> None:
         news_repeat: Annotated[int, typer.Option(help="repeat news rows N times (upweight)")] = 1,
         seed: Annotated[int, typer.Option()] = 42,
         threads: Annotated[
-            int | None, typer.Option(help="torch CPU threads (1 is best on a busy box)")
+            int | None, typer.Option(help="torch CPU threads (default: half the logical CPUs)")
         ] = None,
         version: Annotated[
             str | None, typer.Option(help="version name (default: derived + timestamp)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -67,7 +68,7 @@ class TrainConfig:
     lora_dropout: float = 0.1
     seed: int = 42
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = None  # None: half the logical CPUs on CPU
     version: str = "dev"
     progress: bool = True
     data: dict = field(default_factory=dict)  # provenance, copied into the model config
@@ -145,10 +146,14 @@ def evaluate_network(scorer: SentimentModel, examples: list[Example],
 def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
           out_dir: str | Path) -> TrainResult:
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    elif device.type == "cpu":
+        # Half the logical CPUs: on a 2-core box shared with Kafka/ES (or other jobs), one
+        # thread trained 2-4x faster than two (OpenMP barriers stall when a core is taken).
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     print(balance_report("train", train_set))
     print(balance_report("dev", dev_set))

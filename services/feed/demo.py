@@ -343,9 +343,11 @@ def _print_queries(s: Settings) -> None:
     curl -s '{s.es_url}/{s.es_alerts_index}/_search?pretty&sort=window_start:desc'
   Redis trend buckets (prefix {s.redis_prefix}):
     redis-cli --scan --pattern '{s.redis_prefix}:tr:*entity:TSLA' | head
-    redis-cli hgetall "$(redis-cli --scan --pattern '{s.redis_prefix}:tr:{{h*}}:entity:TSLA' |"
-                      " head -1)"
+    redis-cli hgetall "$(redis-cli --scan --pattern '{s.redis_prefix}:tr:{{h*}}:entity:TSLA' \\
+| head -1)"
   The alerts topic:
     yuqing feed tail {s.topic_alerts}
-  API (if running: `yuqing api`): curl -s 'http://{s.api_host}:{s.api_port}/alerts'
+  The HTTP API on the demo's data (then open http://{s.api_host}:{s.api_port}/docs, /v1/alerts):
+    YUQING_ES_INDEX_PREFIX={s.es_index_prefix} YUQING_ES_ALERTS_INDEX={s.es_alerts_index} \\
+YUQING_REDIS_PREFIX={s.redis_prefix} yuqing api
 """)

@@ -93,3 +93,22 @@ def test_feedback_parsing_and_min_new(tmp_path):
     fb.write_text('{"doc_id": "3", "text": "c", "label": "meh"}\n')
     with pytest.raises(ValueError, match=r"fb\.jsonl:1: unknown label"):
         read_feedback(fb)
+
+
+def test_train_command_with_label_map(app, tiny_base, tmp_path):
+    csv = tmp_path / "t.csv"
+    names = {"negative": 0, "positive": 1, "neutral": 2}
+    csv.write_text("text,label\n" + "".join(f'"{t}",{names[lab]}\n' for t, lab in
+                                            synthetic_rows(30)))
+    held = tmp_path / "h.jsonl"
+    held.write_text("".join(json.dumps({"text": t + " held", "label": lab}) + "\n"
+                            for t, lab in synthetic_rows(6, seed=5)))
+    out = tmp_path / "ck"
+    r = runner.invoke(app, ["train", "--train", str(csv), "--label-map", "0=negative,1=positive,"
+                            "2=neutral", "--valid", str(held), "--out", str(out), "--base",
+                            str(tiny_base), "--epochs", "0.1", "--max-length", "32"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 6 and "dev" in m["evals"]
+    r = runner.invoke(app, ["train", "--train", str(csv), "--out", str(out)])
+    assert r.exit_code == 2 and "t.csv:2: unknown label '0'" in r.output
