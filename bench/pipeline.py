@@ -221,6 +221,19 @@ async def run_phase(s: Settings, name: str, items: list[FeedItem], rate: float |
         await w.close()
 
 
+def worker_cpu(procs: list[subprocess.Popen], layout: str) -> dict[str, float]:
+    """CPU seconds (user + system) each worker process used so far: where the time goes."""
+    import psutil
+
+    roles = ["ingest", "classify", "sink", "alerts"] if layout == "split" else ["all"]
+    out: dict[str, float] = {}
+    for role, p in zip(roles, procs, strict=True):
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(p.pid).cpu_times()
+            out[role] = round(t.user + t.system, 1)
+    return out
+
+
 def start_workers(s: Settings, layout: str, log_dir: Path) -> list[subprocess.Popen]:
     roles = ["ingest", "classify", "sink", "alerts"] if layout == "split" else ["all"]
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -293,6 +306,8 @@ def run(args: BenchArgs) -> dict:
         print(f"[4/4] latency: {len(lat_items)} items at {rate:.0f}/s (half the ceiling) ...",
               flush=True)
         lat = asyncio.run(run_phase(s, "latency (half load)", lat_items, rate, 300))
+        cpu = worker_cpu(procs, args.layout)
+        print(f"      worker CPU seconds by role: {cpu}", flush=True)
         # the machine may be shared: measure the ceiling again and use the mean of both
         ceil_after, _, _ = asyncio.run(ceiling(s, texts))
         print(f"      ceiling again after the pipeline phases: {ceil_after:.0f} docs/s",
@@ -317,6 +332,7 @@ def run(args: BenchArgs) -> dict:
         "model": {"version": version, "backend": backend, "device": s.device},
         "layout": args.layout,
         "ceiling_docs_per_s": (ceil + ceil_after) / 2,
+        "worker_cpu_s": cpu,
         "ceiling_runs_docs_per_s": [ceil, ceil_after],
         "phases": [vars(tput), vars(lat)],
         "targets": {
@@ -367,9 +383,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layout", choices=["split", "all"], default="split")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/).")
     a = ap.parse_args(argv)
     result = run(BenchArgs(n=a.n, n_latency=a.n_latency, layout=a.layout, device=a.device,
-                           keep=a.keep))
+                           keep=a.keep, out=a.out))
     console = Console(width=max(Console().width, 150))
     console.print(table(result))
     tg = result["targets"]

@@ -11,7 +11,7 @@ Backends (all return softmax probabilities for ``(input_ids, attention_mask)``):
 
 ``pick_cpu_backend`` encodes the measurement recorded in docs/model.md
 (``python -m models.sentiment.cpu_backends --model DIR --data valid.csv`` reproduces
-it); set ``YUQING_CPU_BACKEND`` to override per host. The ONNX exporter needs the
+it); callers override per host with an explicit ``backend``. The ONNX exporter needs the
 ``onnx`` package in addition to ``onnxruntime``.
 """
 from __future__ import annotations
@@ -34,13 +34,12 @@ Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # fp32 34 texts/s; ONNX Runtime 54 texts/s with identical predictions; int8 114 texts/s but
 # 4.7% of top-1 labels change and macro-F1 drops ~0.009. "auto" therefore picks ONNX (free
 # speed, same numbers as evaluated) and falls back to fp32, never silently to int8: int8
-# is an explicit opt-in (backend="int8" or YUQING_CPU_BACKEND=int8) for throughput-bound hosts.
+# is an explicit opt-in (backend="int8") for throughput-bound hosts.
 
 
 def pick_cpu_backend() -> str:
-    env = os.environ.get("YUQING_CPU_BACKEND")
-    if env in ("fp32", "int8", "onnx"):
-        return env
+    """The ``auto`` choice on CPU. Hosts that want int8 pass ``backend="int8"`` explicitly
+    (the services read that from their settings; ``models`` never reads the environment)."""
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
         return "onnx"
     return "fp32"

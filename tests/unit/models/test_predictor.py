@@ -82,13 +82,15 @@ def test_cpu_backends_agree_with_fp32(backend, untrained):
     np.testing.assert_allclose(got, ref, atol=0.05 if backend == "int8" else 1e-4)
 
 
-def test_backend_choice_env_override(monkeypatch):
+def test_backend_choice(untrained):
     from models.sentiment import cpu_backends
 
-    monkeypatch.setenv("YUQING_CPU_BACKEND", "int8")
-    assert cpu_backends.pick_cpu_backend() == "int8"
-    monkeypatch.delenv("YUQING_CPU_BACKEND")
     assert cpu_backends.pick_cpu_backend() in ("onnx", "fp32")  # never silently int8
+    try:
+        assert untrained.set_backend("int8") == "int8"
+        assert len(untrained.predict_batch(["x", ""])) == 2
+    finally:
+        assert untrained.set_backend("fp32") == "fp32"
     with pytest.raises(ValueError, match="unknown backend"):
         cpu_backends.make_runner(None, "tpu", 64)
 
