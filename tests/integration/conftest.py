@@ -18,7 +18,6 @@ from redis.asyncio import Redis
 from services.core.config import Settings
 
 
-
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()

@@ -2,8 +2,13 @@
 
 Usage: python models/finetune/data/check_data.py [--markdown]
 """
-import json, re, sys, collections, itertools
+import collections
+import itertools
+import json
 import os
+import re
+import sys
+
 D=os.path.dirname(os.path.abspath(__file__))+os.sep
 FILES=['yuqing_news.jsonl','yuqing_news_heldout.jsonl']
 LABELS={'negative','neutral','positive'}; KINDS={'news_sentence','headline','investor_post'}
