@@ -1,6 +1,7 @@
 """Elasticsearch calls of the API, with client errors translated into yuqing's error tree."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, TransportError
@@ -21,6 +22,18 @@ async def search(es: AsyncElasticsearch, index: str, *, query: dict[str, Any],
     except (TransportError, ApiError) as exc:
         raise BackendUnavailable(str(exc), "elasticsearch") from exc
     return res.body
+
+
+def range_filter(field: str, start: datetime | None, end: datetime | None) -> dict[str, Any] | None:
+    """A half-open [start, end) range clause on ``field``, or None when neither bound is set."""
+    if not (start or end):
+        return None
+    rng: dict[str, str] = {}
+    if start:
+        rng["gte"] = start.isoformat()
+    if end:
+        rng["lt"] = end.isoformat()
+    return {"range": {field: rng}}
 
 
 async def ping(es: AsyncElasticsearch) -> bool:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
-from services.api.es import search
+from services.api.es import range_filter, search
 from services.api.params import WINDOW_PATTERN, time_range
 from services.core.schemas import SEVERITY_ORDER, Severity
 
@@ -41,13 +41,8 @@ async def list_alerts(request: Request, es: ESDep, settings: SettingsDep, _: Rea
         filters.append({"term": {"entity": value}})
     if topic is not None:
         filters.append({"term": {"topic": topic}})
-    if start or end:
-        rng: dict[str, str] = {}
-        if start:
-            rng["gte"] = start.isoformat()
-        if end:
-            rng["lt"] = end.isoformat()
-        filters.append({"range": {"created_at": rng}})
+    if (clause := range_filter("created_at", start, end)) is not None:
+        filters.append(clause)
     res = await search(es, settings.es_alerts_index, query={"bool": {"filter": filters}},
                        sort=[{"created_at": "desc"}, {"alert_id": "asc"}], offset=offset,
                        limit=limit)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
 from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
-from services.api.es import search
+from services.api.es import range_filter, search
 from services.api.params import WINDOW_PATTERN, time_range
 from services.core.schemas import Label
 
@@ -69,13 +69,8 @@ async def search_documents(
         filters.append({"term": {"kind": kind}})
     if topic is not None:
         filters.append({"term": {"topics": topic}})
-    if start or end:
-        rng: dict[str, str] = {}
-        if start:
-            rng["gte"] = start.isoformat()
-        if end:
-            rng["lt"] = end.isoformat()
-        filters.append({"range": {"published_at": rng}})
+    if (clause := range_filter("published_at", start, end)) is not None:
+        filters.append(clause)
     sort_spec: list[Any] | None
     if sort == "relevance":
         sort_spec = ["_score", {"published_at": "desc"}]
