@@ -77,7 +77,7 @@ def test_cpu_backends_agree_with_fp32(backend, untrained):
     ref = untrained.forward(enc)
     runner = make_runner(untrained.network, backend, untrained.max_length)
     if runner is None:
-        pytest.skip(f"{backend} backend unavailable on this host")
+        pytest.skip(reason=f"{backend} backend unavailable on this host")
     got = runner(enc.input_ids, enc.attention_mask)
     np.testing.assert_allclose(got, ref, atol=0.05 if backend == "int8" else 1e-4)
 
