@@ -8,6 +8,7 @@ PromQL.
 from __future__ import annotations
 
 import threading
+import weakref
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -69,7 +70,9 @@ class ClassifyMetrics:
         self.model_loaded.labels(version=version).set(1)
 
 
-_by_registry: dict[int, ClassifyMetrics] = {}
+# Keyed by the registry object itself, weakly: keying by id() returned a dead registry's
+# metrics (with its counts) when a new registry happened to reuse the address.
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClassifyMetrics] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -77,7 +80,7 @@ def classify_metrics(registry: CollectorRegistry | None = None) -> ClassifyMetri
     """The metrics object for ``registry`` (default: the process-wide one), created once."""
     reg = REGISTRY if registry is None else registry
     with _lock:
-        m = _by_registry.get(id(reg))
+        m = _by_registry.get(reg)
         if m is None:
-            m = _by_registry[id(reg)] = ClassifyMetrics(reg)
+            m = _by_registry[reg] = ClassifyMetrics(reg)
         return m
