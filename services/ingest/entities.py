@@ -25,10 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.core.errors import ConfigError
 from services.ingest.matching import PhraseMatcher
+from services.ingest.yaml_files import load_yaml
 
 # $AAPL, $BRK.B, $0700.HK, $RDS-A; not $5 or $5.2bn (a ticker starts with a letter or is a
 # listed code with an exchange suffix). Applied to text already normalised by normalize_text.
@@ -104,13 +103,7 @@ class EntityLinker:
     def from_file(cls, path: str | Path | None = None, **kwargs: Any) -> EntityLinker:
         """Load a watchlist YAML file (``None``: the shipped example)."""
         p = Path(path) if path is not None else default_watchlist_path()
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"watchlist {p}: cannot read ({exc}); set YUQING_WATCHLIST to a "
-                              "readable YAML file") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"watchlist {p}: invalid YAML: {exc}") from exc
+        data = load_yaml(p, "watchlist", "YUQING_WATCHLIST")
         return cls.from_mapping(data or {}, **kwargs)
 
     def canonical(self, ticker: str) -> str:

@@ -21,10 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.core.errors import ConfigError
 from services.ingest.matching import PhraseMatcher
+from services.ingest.yaml_files import load_yaml
 
 _SLUG_RE = re.compile(r"[^\w&/]+")
 
@@ -88,13 +87,7 @@ class TopicTagger:
     def from_file(cls, path: str | Path | None = None, **kwargs: Any) -> TopicTagger:
         """Load a taxonomy YAML file (``None``: the shipped taxonomy)."""
         p = Path(path) if path is not None else default_taxonomy_path()
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"taxonomy {p}: cannot read ({exc}); set YUQING_TAXONOMY to a "
-                              "readable YAML file") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"taxonomy {p}: invalid YAML: {exc}") from exc
+        data = load_yaml(p, "taxonomy", "YUQING_TAXONOMY")
         return cls.from_mapping(data or {}, **kwargs)
 
     @property
