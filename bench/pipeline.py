@@ -5,11 +5,18 @@ measured in the same run (the ceiling: the inference worker alone, same model, s
 
 1. *ceiling*: the production model in an in-process inference worker scores the feed's texts;
 2. *throughput*: N synthetic feed items are produced as fast as Kafka takes them; docs/s from
-   the first produce to the last document searchable in ES (and counted in Redis);
+   the first produce to the last document searchable in ES (and counted in Redis). Progress
+   is watched with cheap counts (ES ``_count``, Redis ``SCARD`` of the minute buckets' ``seen``
+   sets, every 250 ms), so the measurement itself takes almost no CPU from the pipeline;
 3. *latency*: items are produced at half the ceiling rate; each document's latency is the time
    from its produce to the first poll (every 100 ms) that finds it searchable in ES (a
    ``terms`` query on ``doc_id``; ES shows only refreshed documents) or counted in the
    trend store (its minute bucket's ``seen`` set). p50/p99 over all documents.
+
+CPU seconds of every process involved (each worker role, Kafka, Elasticsearch, Redis and this
+benchmark process) are recorded over the throughput phase, as CPU ms per document: on a small
+host the stages and the stack share the cores the classifier would otherwise have alone, so
+this is where the gap between the pipeline and the ceiling goes.
 
 Runs in its own namespace (topics, ES prefix, Redis prefix, consumer groups) and removes it.
 ``yuqing bench pipeline`` prints a table and writes ``bench/results/pipeline-<device>.json``.
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -100,18 +108,20 @@ def text(it: FeedItem) -> str:
     return f"{v['title']}\n\n{v.get('body', '')}" if it.kind == "news" else v["text"]
 
 
-async def ceiling(s: Settings, texts: list[str]) -> tuple[float, str, str]:
-    """Raw classifier docs/s: the inference worker alone (same model and limits as workers)."""
+async def ceiling(s: Settings, texts: list[str]) -> tuple[float, str, str, float]:
+    """Raw classifier docs/s: the inference worker alone (same model and limits as workers),
+    and the CPU ms per text it used (all threads of this process)."""
     from services.classify.agent import open_scorer
 
     scorer, stack = await open_scorer(s)
     try:
         await scorer.submit_many(texts[:256])  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await scorer.submit_many(texts)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         model = scorer.provider.current()  # type: ignore[attr-defined]
-        return len(texts) / dt, model.version, getattr(model, "backend", "?")
+        return (len(texts) / dt, model.version, getattr(model, "backend", "?"),
+                1000 * cpu / len(texts))
     finally:
         await stack.aclose()
 
@@ -179,6 +189,118 @@ class Watch:
             elif time.monotonic() - last_change > stall_s:
                 break
             await asyncio.sleep(0.1)
+
+
+class CountWatch:
+    """Throughput watch: when did the ES count and the Redis ``seen`` count reach N?"""
+
+    def __init__(self, s: Settings, items: list[FeedItem]) -> None:
+        from elasticsearch import AsyncElasticsearch
+        from redis.asyncio import Redis
+
+        from services.trends.windows import KeySpace, minute_bucket
+
+        self.s = s
+        self.es = AsyncElasticsearch(s.es_url, request_timeout=30)
+        self.redis = Redis.from_url(s.redis_url)
+        ks = KeySpace(s.redis_prefix)
+        pubs = {datetime.fromisoformat(json.loads(it.value)["published_at"]) for it in items}
+        self.seen_keys = sorted({ks.seen(minute_bucket(p)) for p in pubs})
+        self.base = (0, 0)
+
+    async def counts(self) -> tuple[int, int]:
+        n_es = 0
+        with contextlib.suppress(Exception):
+            r = await self.es.count(index=f"{self.s.es_index_prefix}-*", allow_no_indices=True)
+            n_es = int(r["count"])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for k in self.seen_keys:
+                pipe.scard(k)
+            n_redis = sum(await pipe.execute())
+        return n_es - self.base[0], n_redis - self.base[1]
+
+    async def close(self) -> None:
+        await self.es.close()
+        await self.redis.aclose()
+
+
+def process_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) of each named process so far (not its children)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            t = proc.cpu_times()
+            out[name] = t.user + t.system
+    return out
+
+
+def stack_pids(s: Settings) -> dict[str, int]:
+    """Pids of the processes listening on the Kafka, Elasticsearch and Redis ports."""
+    from urllib.parse import urlparse
+
+    import psutil
+
+    ports = {"kafka": int(s.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]),
+             "elasticsearch": urlparse(s.es_url).port or 9200,
+             "redis": urlparse(s.redis_url).port or 6379}
+    found: dict[str, int] = {}
+    with contextlib.suppress(psutil.Error):
+        for c in psutil.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN and c.pid:
+                for name, port in ports.items():
+                    if c.laddr.port == port:
+                        found.setdefault(name, c.pid)
+    return found
+
+
+async def run_throughput(s: Settings, items: list[FeedItem], limit_s: float,
+                         stall_s: float = 60.0) -> Phase:
+    """Produce everything at once; docs/s until the last document is searchable / counted."""
+    from services.feed.replay import replay
+
+    w = CountWatch(s, items)
+    try:
+        w.base = await w.counts()  # the warm-up documents are already there
+        n = len(items)
+        t0 = time.perf_counter()
+        await replay(items, s, 0.0)
+        t_es = t_redis = None
+        last, last_change, last_print = (-1, -1), time.monotonic(), 0.0
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            c_es, c_redis = await w.counts()
+            now = time.perf_counter()
+            if t_es is None and c_es >= n:
+                t_es = now
+            if t_redis is None and c_redis >= n:
+                t_redis = now
+            if t_es is not None and t_redis is not None:
+                break
+            if (c_es, c_redis) != last:
+                last, last_change = (c_es, c_redis), time.monotonic()
+            elif time.monotonic() - last_change > stall_s:
+                break
+            if now - last_print >= 5:
+                print(f"      {now - t0:5.1f} s: {c_es}/{n} searchable, {c_redis}/{n} counted",
+                      flush=True)
+                last_print = now
+            await asyncio.sleep(0.25)
+        ph = Phase("throughput (max load)", n)
+        if t_es is not None:
+            ph.docs_per_s = n / (t_es - t0)
+        if t_redis is not None:
+            ph.trend_docs_per_s = n / (t_redis - t0)
+        ph.extra = {"searchable": last[0] if t_es is None else n,
+                    "counted": last[1] if t_redis is None else n,
+                    "missing": 0 if t_es is not None and t_redis is not None
+                    else n - min(max(last[0], 0), max(last[1], 0)),
+                    "wall_s": round(time.perf_counter() - t0, 2)}
+        return ph
+    finally:
+        await w.close()
 
 
 async def run_phase(s: Settings, name: str, items: list[FeedItem], rate: float | None,
@@ -293,15 +415,26 @@ def run(args: BenchArgs) -> dict:
     warm_items, tput_items, lat_items = feeds([20, args.n, args.n_latency], f"b{run_id}")
     texts = [text(it) for it in tput_items]
     print(f"[1/4] ceiling: inference worker alone on {len(texts)} texts ...", flush=True)
-    ceil, version, backend = asyncio.run(ceiling(s, texts))
-    print(f"      {ceil:.0f} docs/s (model {version}, backend {backend})", flush=True)
+    ceil, version, backend, ceil_cpu = asyncio.run(ceiling(s, texts))
+    print(f"      {ceil:.0f} docs/s (model {version}, backend {backend}; "
+          f"{ceil_cpu:.1f} CPU ms per text)", flush=True)
     log_dir = Path(s.data_dir) / f"logs-{run_id}"
     procs = start_workers(s, args.layout, log_dir)
     try:
         print(f"[2/4] starting workers ({args.layout}), logs in {log_dir} ...", flush=True)
         asyncio.run(warm_up(s, warm_items))
         print(f"[3/4] throughput: {len(tput_items)} items as fast as possible ...", flush=True)
-        tput = asyncio.run(run_phase(s, "throughput (max load)", tput_items, None, 600))
+        roles = ["ingest", "classify", "sink", "alerts"] if args.layout == "split" else ["all"]
+        pids = {**{r: p.pid for r, p in zip(roles, procs, strict=True)}, **stack_pids(s),
+                "bench": os.getpid()}
+        cpu0, w0 = process_cpu(pids), time.perf_counter()
+        tput = asyncio.run(run_throughput(s, tput_items, 600))
+        cpu1, w1 = process_cpu(pids), time.perf_counter()
+        phase_cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
+        cpu_ms_per_doc = {k: round(1000 * v / len(tput_items), 2) for k, v in phase_cpu.items()}
+        busy = sum(phase_cpu.values()) / (w1 - w0) / (os.cpu_count() or 1)
+        print(f"      CPU ms per document by process: {cpu_ms_per_doc} "
+              f"(these processes kept {busy:.0%} of the host's CPUs busy)", flush=True)
         rate = ceil / 2
         print(f"[4/4] latency: {len(lat_items)} items at {rate:.0f}/s (half the ceiling) ...",
               flush=True)
@@ -309,7 +442,7 @@ def run(args: BenchArgs) -> dict:
         cpu = worker_cpu(procs, args.layout)
         print(f"      worker CPU seconds by role: {cpu}", flush=True)
         # the machine may be shared: measure the ceiling again and use the mean of both
-        ceil_after, _, _ = asyncio.run(ceiling(s, texts))
+        ceil_after, _, _, ceil_cpu_after = asyncio.run(ceiling(s, texts))
         print(f"      ceiling again after the pipeline phases: {ceil_after:.0f} docs/s",
               flush=True)
     finally:
@@ -322,7 +455,6 @@ def run(args: BenchArgs) -> dict:
                 p.kill()
         if not args.keep:
             asyncio.run(cleanup(s))
-    import os
     import platform
 
     result = {
@@ -333,6 +465,10 @@ def run(args: BenchArgs) -> dict:
         "layout": args.layout,
         "ceiling_docs_per_s": (ceil + ceil_after) / 2,
         "worker_cpu_s": cpu,
+        "throughput_phase_cpu": {"ms_per_doc": cpu_ms_per_doc,
+                                 "host_cpu_busy_fraction": round(busy, 3),
+                                 "classifier_alone_cpu_ms_per_doc": round(
+                                     (ceil_cpu + ceil_cpu_after) / 2, 2)},
         "ceiling_runs_docs_per_s": [ceil, ceil_after],
         "phases": [vars(tput), vars(lat)],
         "targets": {

@@ -37,6 +37,7 @@ from models.finetune.datasets import (
 from models.finetune.evaluate import evaluate_model, write_metrics
 from models.finetune.train import TrainConfig, train
 from models.registry import Gate, Registry
+from models.sentiment.config import BASE_PACKAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWEETS = "twitter-financial-news-sentiment"
@@ -60,8 +61,11 @@ class Recipe:
     # train.csv (1,671 rows, all but 2 polar: ticker-list "Upgrades/Downgrades" posts and
     # FX news paragraphs) exceed 64 tokens; valid.csv has 1 such row in 2,388.
     max_tweet_tokens: int | None = None
+    freeze_embeddings: bool = True  # full fine-tuning: keep the word-embedding matrix pretrained
     threads: int | None = None
     device: str = "auto"
+    base: str = BASE_PACKAGE  # the encoder to fine-tune: the packaged MiniLM or any HF folder
+    max_steps: int | None = None  # cap on optimiser steps (smoke runs, tests)
     extra: list[Example] = field(default_factory=list)  # e.g. feedback labels (retrain)
 
 
@@ -78,12 +82,11 @@ def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], d
     evals = {PRIMARY_EVAL: read_examples(tweets_dir / "valid.csv", label_map=TWEETS_LABEL_MAP)}
     prov = {"tweets": f"{TWEETS}/train.csv ({len(pool)} rows)"}
     if recipe.max_tweet_tokens:
-        from models.sentiment.config import BASE_PACKAGE
         from models.sentiment.network import tokenizer_file
         from models.sentiment.tokenize import TextEncoder
 
         # Count up to 4x the cap so "longer than the cap" is exact (lengths are post-truncation).
-        counter = TextEncoder(tokenizer_file(BASE_PACKAGE), 4 * recipe.max_tweet_tokens)
+        counter = TextEncoder(tokenizer_file(recipe.base), 4 * recipe.max_tweet_tokens)
         lengths = counter.lengths([ex.text for ex in pool])
         kept = [ex for ex, n in zip(pool, lengths, strict=True) if n <= recipe.max_tweet_tokens]
         prov["tweets"] += (
@@ -134,6 +137,8 @@ def run(
     )
     work = Path(registry_root) / ".work" / version
     tcfg = TrainConfig(
+        base=recipe.base,
+        max_steps=recipe.max_steps,
         method=recipe.method,
         epochs=recipe.epochs,
         lr=recipe.lr,
@@ -142,6 +147,7 @@ def run(
         seed=recipe.seed,
         threads=recipe.threads,
         device=recipe.device,
+        freeze_embeddings=recipe.freeze_embeddings,
         version=version,
         data={
             **prov,
@@ -202,6 +208,9 @@ def main() -> None:
         max_tweet_tokens: Annotated[
             int, typer.Option(help="drop train.csv rows longer than N tokens (0: keep all)")
         ] = 0,
+        freeze_embeddings: Annotated[
+            bool, typer.Option(help="full: keep the word-embedding matrix frozen")
+        ] = True,
         seed: Annotated[int, typer.Option()] = 42,
         threads: Annotated[
             int | None, typer.Option(help="torch CPU threads (default: half the logical CPUs)")
@@ -238,6 +247,7 @@ def main() -> None:
                     include_news=include_news,
                     news_repeat=news_repeat,
                     max_tweet_tokens=max_tweet_tokens or None,
+                    freeze_embeddings=freeze_embeddings,
                     seed=seed,
                     threads=threads,
                 ),

