@@ -123,6 +123,7 @@ class InferenceWorker:
         tokenizer_threads: int = 2,
         tokenizer_processes: int = 0,
         pipeline_depth: int | None = None,
+        forward_threads: int = 1,
         chunk_size: int = 512,
         cache_size: int = 50_000,
         min_fill: float = 0.9,
@@ -139,6 +140,8 @@ class InferenceWorker:
         self.chunk_size = max(1, min(chunk_size, self.queue_size))
         self._depth_option = pipeline_depth
         self.pipeline_depth = 1
+        self.forward_threads = max(1, forward_threads)
+        self._runner_lock = threading.Lock()  # one runner build per model, whichever thread
         self.tokenizer_threads = max(1, tokenizer_threads)
         self.tokenizer_processes = max(0, tokenizer_processes)
         self.cache_size = cache_size
@@ -180,7 +183,8 @@ class InferenceWorker:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._tok_pool = ThreadPoolExecutor(self.tokenizer_threads, thread_name_prefix="yuqing-tok")
-        self._fwd_pool = ThreadPoolExecutor(1, thread_name_prefix="yuqing-forward")
+        self._fwd_pool = ThreadPoolExecutor(self.forward_threads,
+                                            thread_name_prefix="yuqing-forward")
         self._fin_pool = ThreadPoolExecutor(1, thread_name_prefix="yuqing-finish")
         model = self.provider.current()
         if self.tokenizer_processes:
@@ -191,10 +195,10 @@ class InferenceWorker:
                 for _ in range(self.tokenizer_processes)))
         if self._depth_option is not None:
             self.pipeline_depth = max(1, self._depth_option)
-        else:  # CPU: cut the next batch only when the model is free (best bucketing; the
+        else:  # CPU: cut a batch only when a forward thread is free (best bucketing; the
             # hand-off costs ~0.1 ms against 10-1000 ms batches). CUDA: keep one queued so
             # the GPU never waits for the loop.
-            self.pipeline_depth = 2 if model.device.type == "cuda" else 1
+            self.pipeline_depth = 2 if model.device.type == "cuda" else self.forward_threads
         await self._loop.run_in_executor(self._fwd_pool, self._prepare_model, model)
 
     async def stop(self, grace_s: float = 30.0) -> None:
@@ -298,13 +302,17 @@ class InferenceWorker:
                 if len(self._helpers) > 2:  # keep current + previous only
                     for k in list(self._helpers)[:-2]:
                         del self._helpers[k]
-        if with_runner and got[3] is None:  # forward thread only, so built once
-            runner = make_runner(model, compile_mode=self.compile_mode)
-            if model.device.type == "cuda":
-                warm_up(runner, self.limits.max_batch, model.max_length)
-            got = (model, got[1], got[2], runner)
-            with self._helpers_lock:
-                self._helpers[key] = got
+        if with_runner and got[3] is None:  # forward threads only; built once per model
+            with self._runner_lock:
+                with self._helpers_lock:
+                    got = self._helpers.get(key, got)
+                if got[3] is None:
+                    runner = make_runner(model, compile_mode=self.compile_mode)
+                    if model.device.type == "cuda":
+                        warm_up(runner, self.limits.max_batch, model.max_length)
+                    got = (model, got[1], got[2], runner)
+                    with self._helpers_lock:
+                        self._helpers[key] = got
         return got[1], got[2], got[3]
 
     def _prepare_model(self, model: SentimentModel) -> None:
@@ -492,8 +500,9 @@ class InferenceWorker:
 
     # ---- forward (forward thread) ------------------------------------------------------
     def _forward_phase(self, batch: _Batch) -> None:
-        """Forward thread: collate, run the model (bisecting on failure). Only this holds
-        the device, so it does nothing else: results are built by the finisher thread."""
+        """Forward thread: collate, run the model (bisecting on failure). It does nothing
+        else (results are built by the finisher thread). On CPU several forward threads run
+        batches side by side on one shared model (see ``cpu_parallelism``)."""
         t0 = time.perf_counter()
         model = self.provider.current()
         key, encoder, runner = self._helpers_for(model, with_runner=True)
@@ -652,6 +661,22 @@ def _trim(ids: np.ndarray, lengths: np.ndarray, pad_to: int) -> np.ndarray:
     return ids if width == ids.shape[1] else np.ascontiguousarray(ids[:, :width])
 
 
+def cpu_parallelism(forward_threads: int, cpus: int | None = None) -> tuple[int, int]:
+    """(forward threads, intra-op threads per forward) for CPU inference.
+
+    Several batches side by side, each on fewer threads, beat one batch spread over every
+    core: a transformer layer is a chain of small ops, and each op's threads meet at a
+    barrier, so on a host shared with the stream stages and the stack a preempted thread
+    stalls the others. ``forward_threads`` 0 means auto: one per core up to 4, and the cores
+    split between them (2 cores: 2 x 1; 16 cores: 4 x 4). docs/inference.md has the figures.
+    """
+    import os
+
+    cpus = max(1, cpus or os.cpu_count() or 1)
+    f = forward_threads if forward_threads > 0 else min(cpus, 4)
+    return f, max(1, cpus // f)
+
+
 @asynccontextmanager
 async def open_inference_worker(
     settings: Settings, metrics: ClassifyMetrics | None = None
@@ -668,6 +693,13 @@ async def open_inference_worker(
                 results = await scorer.submit_many([d.text for d in batch])
     """
     metrics = metrics or classify_metrics()
+    forward_threads = 1
+    if not _wants_cuda(settings.device):
+        import torch
+
+        forward_threads, intra = cpu_parallelism(settings.classify_forward_threads)
+        # process-wide, before the model loads: the backends size their thread pools from it
+        torch.set_num_threads(intra)
     provider = await production_provider(
         settings.model_registry, settings.model_path, device=settings.device,
         backend=settings.classify_backend, poll_s=settings.model_poll_s, metrics=metrics,
@@ -682,6 +714,7 @@ async def open_inference_worker(
         tokenizer_processes=settings.classify_tokenizer_processes,
         cache_size=settings.classify_cache_size,
         compile_mode=settings.classify_compile,
+        forward_threads=forward_threads,
         metrics=metrics,
     )
     try:
@@ -691,3 +724,13 @@ async def open_inference_worker(
         await worker.stop()
         if isinstance(provider, ModelWatcher):
             await provider.stop()
+
+
+def _wants_cuda(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()

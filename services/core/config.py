@@ -76,14 +76,18 @@ class Settings(BaseSettings):
                                     description="Most documents per inference batch.")
     classify_max_tokens: int = Field(16_384, validation_alias=_env("YUQING_CLASSIFY_MAX_TOKENS"),
                                      description="Most padded tokens per inference batch.")
-    classify_max_wait_ms: int = Field(50, validation_alias=_env("YUQING_CLASSIFY_MAX_WAIT_MS"),
-                                      description="Longest a document waits for its batch to fill.")
+    ingest_max_wait_ms: int = Field(200, validation_alias=_env("YUQING_INGEST_MAX_WAIT_MS"),
+                                    description="Longest a raw item waits for its ingest batch to fill (larger batches: less CPU per item).")
+    classify_max_wait_ms: int = Field(200, validation_alias=_env("YUQING_CLASSIFY_MAX_WAIT_MS"),
+                                      description="Longest a document waits for its batch to fill (larger batches: less CPU per item).")
     classify_queue_size: int = Field(4096, validation_alias=_env("YUQING_CLASSIFY_QUEUE_SIZE"),
                                      description="Bounded inference queue; when full, consumption pauses.")
     model_poll_s: float = Field(5.0, validation_alias=_env("YUQING_MODEL_POLL_S"),
                                 description="How often the worker checks the registry's production pointer.")
     classify_backend: str = Field("auto", validation_alias=_env("YUQING_CLASSIFY_BACKEND"),
                                   description="CPU inference backend: auto (picked per host), fp32, int8 or onnx. CUDA runs bf16.")
+    classify_forward_threads: int = Field(0, validation_alias=_env("YUQING_CLASSIFY_FORWARD_THREADS"),
+                                          description="CPU: batches run side by side, the cores split between them; 0: auto (one per core, at most 4).")
     classify_tokenizer_threads: int = Field(2, validation_alias=_env("YUQING_CLASSIFY_TOKENIZER_THREADS"),
                                             description="Threads tokenising ahead of the forward pass.")
     classify_tokenizer_processes: int = Field(0, validation_alias=_env("YUQING_CLASSIFY_TOKENIZER_PROCESSES"),

@@ -93,8 +93,13 @@ def replay_cmd(
         "--speed", "-s",
         help="Simulated seconds per second (600: a day in 2.4 min); 0 = as fast as possible.")
     ] = 0.0,
+    rate: Annotated[float, typer.Option(
+        "--rate", "-r", min=0.0,
+        help="Items per second at a constant pace, ignoring the timestamps' rhythm "
+             "(overrides --speed); 0 = off.")
+    ] = 0.0,
 ) -> None:
-    """Produce a JSONL feed into the raw topics, paced by the items' timestamps."""
+    """Produce a JSONL feed into the raw topics, paced by the items' timestamps (or --rate)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -124,7 +129,7 @@ def replay_cmd(
         with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[at]}"), TimeElapsedColumn()) as progress:
             task = progress.add_task("replay", total=len(items), at="")
-            return await replay(items, settings, speed,
+            return await replay(items, settings, speed, rate=rate,
                                 on_sent=lambda n, it: progress.update(
                                     task, completed=n, at=f"{it.published_at:%H:%M} UTC"))
 

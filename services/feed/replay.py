@@ -25,8 +25,14 @@ def topic_for(settings: Settings, kind: str) -> str:
 
 async def replay(items: Sequence[FeedItem], settings: Settings, speed: float = 0.0,
                  on_sent: Callable[[int, FeedItem], None] | None = None,
-                 chunk: int = 200) -> int:
-    """Produce ``items`` in order; returns how many were sent (and acknowledged)."""
+                 chunk: int = 200, rate: float = 0.0) -> int:
+    """Produce ``items`` in order; returns how many were sent (and acknowledged).
+
+    Pacing: ``rate`` > 0 sends at that constant number of items per second (load tests);
+    else ``speed`` > 0 follows the items' timestamps, ``speed`` simulated seconds per second
+    (a day's rhythm, bursts included); else as fast as Kafka takes them."""
+    if rate < 0 or speed < 0:
+        raise ValueError("rate and speed must be >= 0")
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                 enable_idempotence=True, linger_ms=5,
                                 max_request_size=max(settings.max_message_bytes * 2, 1_048_576))
@@ -40,9 +46,10 @@ async def replay(items: Sequence[FeedItem], settings: Settings, speed: float = 0
         t0_wall = time.monotonic()
         t0_feed = items[0].published_at.timestamp() if items else 0.0
         pending: list[asyncio.Future] = []
-        for it in items:
-            if speed > 0:
-                due = t0_wall + (it.published_at.timestamp() - t0_feed) / speed
+        for i, it in enumerate(items):
+            if rate > 0 or speed > 0:
+                due = t0_wall + (i / rate if rate > 0
+                                 else (it.published_at.timestamp() - t0_feed) / speed)
                 delay = due - time.monotonic()
                 if delay > 0:
                     if pending:  # don't hold acknowledged-later items while we sleep

@@ -55,7 +55,7 @@ def _agent(app: faust.App, settings: Settings, kind: Kind):
         seen: Counter[str] = Counter()
         try:
             async for events in stream.take_events(INGEST_BATCH,
-                                                   within=settings.classify_max_wait_ms / 1000):
+                                                   within=settings.ingest_max_wait_ms / 1000):
                 records: list[Record] = []
                 for ev in events:
                     m = ev.message

@@ -233,3 +233,25 @@ async def test_tokenizer_processes_give_the_same_results(model, metrics) -> None
     np.testing.assert_allclose([_probs(r) for r in res[:40]], [_probs(r) for r in ref[:40]],
                                atol=1e-5)
     assert res[-1].truncated and res[-2].reason == "empty_text"
+
+
+async def test_parallel_forward_threads_give_the_same_results(model, metrics) -> None:
+    texts = headlines(120, seed=11)
+    calls = [texts[i : i + 9] for i in range(0, len(texts), 9)]
+    async with _worker(model, metrics, forward_threads=3, max_batch=8) as w:
+        assert w.pipeline_depth == 3  # CPU: one batch per forward thread in flight
+        outs = await asyncio.gather(*(w.submit_many(c) for c in calls))
+        assert w.batches >= len(texts) // 8
+    got = np.array([_probs(r) for out in outs for r in out])
+    np.testing.assert_allclose(got, model.predict_proba(texts)[0], atol=1e-4)
+    assert metrics.batch_size._sum.get() == len(texts)  # each item scored exactly once
+
+
+def test_cpu_parallelism_splits_the_cores() -> None:
+    from services.classify.worker import cpu_parallelism
+
+    assert cpu_parallelism(0, cpus=2) == (2, 1)
+    assert cpu_parallelism(0, cpus=16) == (4, 4)
+    assert cpu_parallelism(0, cpus=1) == (1, 1)
+    assert cpu_parallelism(3, cpus=16) == (3, 5)
+    assert cpu_parallelism(8, cpus=2) == (8, 1)
