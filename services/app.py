@@ -75,7 +75,7 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         topic_disable_leader=True,
-        stream_buffer_maxsize=max(4096, settings.classify_max_batch * 4),
+        stream_buffer_maxsize=4096,
     )
     if "ingest" in roles:
         from services.ingest.agent import register as register_ingest

@@ -1,6 +1,6 @@
 """Classify agent: ``docs.clean`` micro-batches -> inference worker -> ``docs.scored``.
 
-``stream.take_events(classify_max_batch, within=classify_max_wait_ms)`` collects a batch (the
+``stream.take_events(TAKE_DOCS, within=classify_max_wait_ms)`` collects a batch (the
 time bound keeps a quiet stream's documents from waiting for company); the batch's texts go
 to the :class:`~services.classify.scorer.Scorer` (the in-process inference worker, whose model
 runs in a thread, off the event loop). Scored documents carry the model version. A text the
@@ -91,11 +91,12 @@ def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, li
 # the model. Each actor acks only its own batch and Faust commits only contiguous acked
 # offsets, so this overlaps work without weakening the guarantee.
 CONCURRENCY = 2
-# A take holds up to this many forward batches: the inference worker pipelines tokenisation
-# and forward passes within one submission, so handing it several batches' worth at once
-# keeps the model busy (measured: 50-62% -> 67% of the classifier's raw throughput when the
-# take grew from 256 to 512 documents, bench/pipeline.py on the 2-core box).
-TAKE_BATCHES = 4
+# Documents per take at most: the inference worker pipelines tokenisation and forward passes
+# within one submission, so handing it many forward batches' worth at once keeps the model
+# busy (measured: 50-62% -> 67% of the classifier's raw throughput when the take grew from
+# 256 to 512 documents, bench/pipeline.py on the 2-core box; 1,024 since). A quiet stream's
+# takes are cut by the time bound instead.
+TAKE_DOCS = 1024
 
 
 class _SharedScorer:
@@ -136,7 +137,7 @@ def register(app: faust.App, settings: Settings) -> None:
             return
         batches = 0
         try:
-            async for events in stream.take_events(settings.classify_max_batch * TAKE_BATCHES,
+            async for events in stream.take_events(TAKE_DOCS,
                                                    within=settings.classify_max_wait_ms / 1000):
                 docs, records = parse_batch(settings, events, CleanDoc, "classify")
                 texts = [d.text for d in docs if d is not None]
@@ -148,7 +149,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 records += score_batch_records(settings, events, docs, results)
                 await until_durable("classify deliver", lambda r=records: deliver(app.producer, r))
                 batches += 1
-                await scorer.wait_for_room(settings.classify_max_batch * TAKE_BATCHES)
+                await scorer.wait_for_room(TAKE_DOCS)
         finally:
             log.info("classify: %d batches", batches)
             await shared.release()

@@ -694,7 +694,15 @@ async def open_inference_worker(
     """
     metrics = metrics or classify_metrics()
     forward_threads = 1
-    if not _wants_cuda(settings.device):
+    cuda = _wants_cuda(settings.device)
+    # CPU: 64-row length-bucketed batches measured ~15% less CPU per text than 256-row ones
+    # (less padding, cache-sized activations; docs/inference.md); a GPU wants big batches.
+    max_batch = settings.classify_max_batch or (256 if cuda else 64)
+    # CPU: cost is per real token, so cut small well-bucketed batches rather than wait to fill
+    # a padded one (takes of ~30 texts: padding 29% -> 8%, CPU per text -17%, measured);
+    # a GPU runs a padded batch in the time of a full one, so it waits for company.
+    max_padding = 0.35 if cuda else 0.1
+    if not cuda:
         import torch
 
         forward_threads, intra = cpu_parallelism(settings.classify_forward_threads)
@@ -706,7 +714,7 @@ async def open_inference_worker(
     )
     worker = InferenceWorker(
         provider,
-        max_batch=settings.classify_max_batch,
+        max_batch=max_batch,
         max_tokens=settings.classify_max_tokens,
         max_wait_ms=settings.classify_max_wait_ms,
         queue_size=settings.classify_queue_size,
@@ -715,6 +723,7 @@ async def open_inference_worker(
         cache_size=settings.classify_cache_size,
         compile_mode=settings.classify_compile,
         forward_threads=forward_threads,
+        max_padding=max_padding,
         metrics=metrics,
     )
     try:

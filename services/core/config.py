@@ -72,8 +72,8 @@ class Settings(BaseSettings):
                                     description="Serve this checkpoint folder instead of the registry's production version.")
     device: str = Field("auto", validation_alias=_env("YUQING_DEVICE"),
                         description="Inference device: auto, cpu or cuda.")
-    classify_max_batch: int = Field(256, validation_alias=_env("YUQING_CLASSIFY_MAX_BATCH"),
-                                    description="Most documents per inference batch.")
+    classify_max_batch: int = Field(0, validation_alias=_env("YUQING_CLASSIFY_MAX_BATCH"),
+                                    description="Most documents per inference batch; 0: auto (64 on CPU, 256 on CUDA).")
     classify_max_tokens: int = Field(16_384, validation_alias=_env("YUQING_CLASSIFY_MAX_TOKENS"),
                                      description="Most padded tokens per inference batch.")
     ingest_max_wait_ms: int = Field(200, validation_alias=_env("YUQING_INGEST_MAX_WAIT_MS"),

@@ -57,12 +57,12 @@ def _agent(app: faust.App, settings: Settings, kind: Kind):
             async for events in stream.take_events(INGEST_BATCH,
                                                    within=settings.ingest_max_wait_ms / 1000):
                 records: list[Record] = []
-                for ev in events:
-                    m = ev.message
-                    origin = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
-                    outcome = await until_durable(
-                        "ingest dedup",
-                        lambda m=m, origin=origin: ingestor.process(m.value, m.key, kind, origin))
+                batch = [(ev.message.value, ev.message.key,
+                          SourceRef(topic=ev.message.topic, partition=ev.message.partition,
+                                    offset=ev.message.offset)) for ev in events]
+                outcomes = await until_durable(
+                    "ingest dedup", lambda b=batch: ingestor.process_many(b, kind))
+                for outcome in outcomes:
                     if isinstance(outcome, Forward):
                         doc = outcome.doc
                         records.append((settings.topic_docs_clean, clean_key(doc),

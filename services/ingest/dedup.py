@@ -128,19 +128,39 @@ class DedupStore:
         return f"{self.prefix}:dedup:dups:{doc_id}"
 
     async def check(self, fingerprint: str, doc_id: str) -> DedupVerdict:
+        return (await self.check_many([(fingerprint, doc_id)]))[0]
+
+    async def check_many(self, items: Sequence[tuple[str, str]]) -> list[DedupVerdict]:
+        """``check`` for a batch, in order, in at most two round trips (claims, then the copy
+        sets). Redis runs a pipeline's commands in order, so two copies of one story in the
+        same batch resolve exactly as if checked one after the other: the first one wins."""
+        if not items:
+            return []
         try:
-            prev = await self.redis.set(self._fp_key(fingerprint), doc_id, nx=True, get=True,
-                                        ex=self.window_s)
-            if prev is None:
-                return DedupVerdict(doc_id, False)
-            original = prev.decode() if isinstance(prev, bytes) else str(prev)
-            if original == doc_id:
-                return DedupVerdict(doc_id, False, redelivered=True)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(self._dups_key(original), doc_id)
-                pipe.expire(self._dups_key(original), self.window_s * 2)
-                await pipe.execute()
-            return DedupVerdict(original, True)
+                for fingerprint, doc_id in items:
+                    pipe.set(self._fp_key(fingerprint), doc_id, nx=True, get=True,
+                             ex=self.window_s)
+                prevs = await pipe.execute()
+            verdicts: list[DedupVerdict] = []
+            copies: list[tuple[str, str]] = []
+            for (_fp, doc_id), prev in zip(items, prevs, strict=True):
+                if prev is None:
+                    verdicts.append(DedupVerdict(doc_id, False))
+                    continue
+                original = prev.decode() if isinstance(prev, bytes) else str(prev)
+                if original == doc_id:
+                    verdicts.append(DedupVerdict(doc_id, False, redelivered=True))
+                else:
+                    verdicts.append(DedupVerdict(original, True))
+                    copies.append((original, doc_id))
+            if copies:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for original, doc_id in copies:
+                        pipe.sadd(self._dups_key(original), doc_id)
+                        pipe.expire(self._dups_key(original), self.window_s * 2)
+                    await pipe.execute()
+            return verdicts
         except RedisError as exc:
             raise BackendUnavailable(f"dedup check failed: {exc}", "redis") from exc
 

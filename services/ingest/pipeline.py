@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -139,9 +139,13 @@ class Ingestor:
 
     async def process(self, value: bytes | None, key: bytes | None, kind: Kind,
                       origin: SourceRef) -> IngestOutcome:
+        return (await self.process_many([(value, key, origin)], kind))[0]
+
+    def _clean_one(self, value: bytes | None, key: bytes | None, kind: Kind,
+                   origin: SourceRef) -> IngestOutcome:
         try:
             msg = decode(value, kind, self.max_bytes)
-            doc = self.clean(msg, kind, origin)
+            return Forward(self.clean(msg, kind, origin))
         except InputError as exc:
             return Reject(dead_letter(value, key, origin, exc.reason, str(exc), now=self.clock()))
         except Exception as exc:  # a poison message must not crash-loop the agent: DLQ it
@@ -149,11 +153,29 @@ class Ingestor:
                           origin.topic, origin.partition, origin.offset)
             return Reject(dead_letter(value, key, origin, "ingest_error",
                                       f"{type(exc).__name__}: {exc}", now=self.clock()))
-        if self.dedup is not None and doc.fingerprint:
-            verdict = await self.dedup.check(doc.fingerprint, doc.doc_id)
+
+    async def process_many(self, messages: Sequence[tuple[bytes | None, bytes | None, SourceRef]],
+                           kind: Kind) -> list[IngestOutcome]:
+        """``process`` for a batch, in order: the dedup claims go to Redis in one pipeline
+        (per-message round trips cost more CPU than the rest of ingest together at moderate
+        rates), with the same verdicts as one message at a time."""
+        out = [self._clean_one(value, key, kind, origin) for value, key, origin in messages]
+        if self.dedup is None:
+            return out
+        todo = [i for i, o in enumerate(out) if isinstance(o, Forward) and o.doc.fingerprint]
+        verdicts = await self.dedup.check_many(
+            [(out[i].doc.fingerprint, out[i].doc.doc_id) for i in todo])  # type: ignore[union-attr]
+        redelivered: list[int] = []
+        for i, verdict in zip(todo, verdicts, strict=True):
+            doc = out[i].doc  # type: ignore[union-attr]
             if verdict.is_duplicate:
-                return Duplicate(doc.doc_id, verdict.original_doc_id)
-            if verdict.redelivered:  # copies may have arrived since the first delivery
-                dups = await self.dedup.duplicates(doc.doc_id)
-                doc = doc.model_copy(update={"duplicates": dups})
-        return Forward(doc)
+                out[i] = Duplicate(doc.doc_id, verdict.original_doc_id)
+            elif verdict.redelivered:  # copies may have arrived since the first delivery
+                redelivered.append(i)
+        if redelivered:
+            counts = await self.dedup.duplicates_many(
+                [out[i].doc.doc_id for i in redelivered])  # type: ignore[union-attr]
+            for i in redelivered:
+                doc = out[i].doc  # type: ignore[union-attr]
+                out[i] = Forward(doc.model_copy(update={"duplicates": counts[doc.doc_id]}))
+        return out

@@ -79,3 +79,36 @@ async def test_redis_down_is_backend_unavailable(redis_ns: str) -> None:
             await DedupStore(dead, redis_ns, 60).check("fp", "news:a:1")
     finally:
         await dead.aclose()
+
+
+async def test_a_batch_gets_the_same_verdicts_as_one_at_a_time(redis: Redis, redis_ns: str) -> None:
+    """process_many pipelines the dedup claims; copies inside one batch still resolve in order,
+    and a redelivered batch (crash before the offsets were committed) counts nothing twice."""
+    body = "Tencent said on Friday that its quarterly revenue rose 11%, ahead of forecasts."
+    msgs = [
+        _news("1", "reuters", "Tencent beats forecasts - Reuters", "SHENZHEN (Reuters) - " + body),
+        _news("2", "reuters", "Alibaba cuts outlook", "Alibaba lowered its full-year outlook."),
+        _news("x1", "yahoo", "Tencent beats forecasts", body),  # copy of 1, same batch
+        b"{not json",
+        _news("x2", "msn", "Tencent beats forecasts", body + " "),  # another copy of 1
+    ]
+    origins = [SourceRef(topic="news", partition=0, offset=i) for i in range(len(msgs))]
+
+    def ingestor(ns: str) -> Ingestor:
+        return Ingestor(EntityLinker.from_file(), TopicTagger.from_file(),
+                        DedupStore(redis, ns, 300), max_bytes=100_000, max_chars=5000)
+
+    batch = await ingestor(redis_ns).process_many(
+        [(m, None, o) for m, o in zip(msgs, origins, strict=True)], "news")
+    one_by_one = [await ingestor(redis_ns + "-single").process(m, None, "news", o)
+                  for m, o in zip(msgs, origins, strict=True)]
+    kinds = [type(o).__name__ for o in batch]
+    assert kinds == ["Forward", "Forward", "Duplicate", "Reject", "Duplicate"]
+    assert kinds == [type(o).__name__ for o in one_by_one]
+    assert [o.original_doc_id for o in batch if isinstance(o, Duplicate)] == [
+        "news:reuters:1", "news:reuters:1"]
+    again = await ingestor(redis_ns).process_many(
+        [(m, None, o) for m, o in zip(msgs, origins, strict=True)], "news")
+    assert [type(o).__name__ for o in again] == kinds
+    assert again[0].doc.duplicates == 2 and again[1].doc.duplicates == 0
+    assert await redis.scard(f"{redis_ns}:dedup:dups:news:reuters:1") == 2

@@ -20,10 +20,10 @@ def test_every_setting_has_an_env_name_and_description():
 
 def test_env_overrides_defaults(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("YUQING_KAFKA_BOOTSTRAP", "k1:1,k2:2")
-    monkeypatch.setenv("YUQING_CLASSIFY_MAX_BATCH", "64")
+    monkeypatch.setenv("YUQING_CLASSIFY_MAX_BATCH", "48")
     s = Settings()
     assert s.kafka_bootstrap == "k1:1,k2:2"
-    assert s.classify_max_batch == 64
+    assert s.classify_max_batch == 48
 
 
 def test_bad_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
