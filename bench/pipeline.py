@@ -435,9 +435,13 @@ def run(args: BenchArgs) -> dict:
     warm_items, tput_items, lat_items = feeds([20, args.n, args.n_latency], f"b{run_id}")
     texts = [text(it) for it in tput_items]
     print(f"[1/4] ceiling: inference worker alone on {len(texts)} texts ...", flush=True)
-    ceil, version, backend, ceil_cpu = asyncio.run(ceiling(s, texts))
-    print(f"      {ceil:.0f} docs/s (model {version}, backend {backend}; "
-          f"{ceil_cpu:.1f} CPU ms per text)", flush=True)
+    runs = []
+    for _ in range(2):  # twice: the first run after a busy stack can read low
+        ceil, version, backend, ceil_cpu = asyncio.run(ceiling(s, texts))
+        runs.append((ceil, ceil_cpu))
+        print(f"      {ceil:.0f} docs/s (model {version}, backend {backend}; "
+              f"{ceil_cpu:.1f} CPU ms per text)", flush=True)
+    ceil, ceil_cpu = max(runs)
     log_dir = Path(s.data_dir) / f"logs-{run_id}"
     procs = start_workers(s, args.layout, log_dir)
     try:
@@ -471,6 +475,7 @@ def run(args: BenchArgs) -> dict:
         print(f"      worker CPU seconds by role: {cpu}", flush=True)
         # the machine may be shared: measure the ceiling again and use the mean of both
         ceil_after, _, _, ceil_cpu_after = asyncio.run(ceiling(s, texts))
+        runs.append((ceil_after, ceil_cpu_after))
         print(f"      ceiling again after the pipeline phases: {ceil_after:.0f} docs/s",
               flush=True)
     finally:
@@ -485,28 +490,32 @@ def run(args: BenchArgs) -> dict:
             asyncio.run(cleanup(s))
     import platform
 
+    best, best_cpu = max(runs)
+
     result = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.machine(), "cpus": os.cpu_count(),
                     "load_avg_1m": os.getloadavg()[0]},
         "model": {"version": version, "backend": backend, "device": s.device},
         "layout": args.layout,
-        "ceiling_docs_per_s": (ceil + ceil_after) / 2,
+        # the best of three runs (two before the pipeline phases, one after): the machine may
+        # be shared, and a ceiling read low would flatter the pipeline
+        "ceiling_docs_per_s": best,
         "worker_cpu_s": cpu,
         "latency_phase_cpu": {"ms_per_doc": lat_cpu, "host_cpu_busy_fraction": round(lat_busy, 3)},
         "throughput_phase_cpu": {"ms_per_doc": cpu_ms_per_doc,
                                  "host_cpu_busy_fraction": round(busy, 3),
                                  "classifier_alone_cpu_ms_per_doc": round(
-                                     (ceil_cpu + ceil_cpu_after) / 2, 2)},
-        "ceiling_runs_docs_per_s": [ceil, ceil_after],
+                                     best_cpu, 2)},
+        "ceiling_runs_docs_per_s": [r[0] for r in runs],
         "phases": [vars(tput), vars(lat)],
         "targets": {
             # the target is on sustained throughput (steady state); first produce -> last
             # searchable (which adds the pipeline's fill and drain latency) is reported beside it
-            "throughput_vs_ceiling": (tput.sustained_docs_per_s or 0.0) / ((ceil + ceil_after) / 2),
-            "end_to_end_throughput_vs_ceiling": tput.docs_per_s / ((ceil + ceil_after) / 2),
+            "throughput_vs_ceiling": (tput.sustained_docs_per_s or 0.0) / best,
+            "end_to_end_throughput_vs_ceiling": tput.docs_per_s / best,
             "throughput_target_met": bool((tput.sustained_docs_per_s or 0.0)
-                                          >= 0.8 * (ceil + ceil_after) / 2),
+                                          >= 0.8 * best),
             "p99_searchable_half_load_s": lat.searchable_p99_s,
             "latency_target_met": bool(lat.searchable_p99_s is not None
                                        and lat.searchable_p99_s < 3.0),
@@ -562,8 +571,8 @@ def main(argv: list[str] | None = None) -> None:
     console.print(table(result))
     tg = result["targets"]
     runs = ", ".join(f"{c:.0f}" for c in result["ceiling_runs_docs_per_s"])
-    console.print(f"ceiling runs: {runs} docs/s (before / after the pipeline phases; the table "
-                  "shows their mean)")
+    console.print(f"ceiling runs: {runs} docs/s (two before, one after the pipeline phases; the "
+                  "table and the targets use the best)")
     cpu = result["throughput_phase_cpu"]
     console.print(f"CPU ms per document in the throughput phase: {cpu['ms_per_doc']}; the "
                   f"classifier alone: {cpu['classifier_alone_cpu_ms_per_doc']} "
