@@ -35,6 +35,7 @@ from pathlib import Path
 import faust
 
 from services.core.config import Settings
+from services.core.kafka_fetch import configure_fetches
 
 ROLES = ("ingest", "classify", "sink", "alerts")
 ROLE_CHOICES = (*ROLES, "all")
@@ -56,6 +57,7 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     """A Faust app running the agents of ``role``; start it with ``faust.Worker(app)``."""
     roles = roles_for(role)
     app_id = app_id_for(settings, role)
+    configure_fetches(settings.kafka_fetch_min_bytes, settings.kafka_fetch_max_wait_ms)
     datadir = Path(settings.data_dir) / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(

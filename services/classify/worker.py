@@ -1,4 +1,4 @@
-"""The inference worker: an asyncio dynamic batcher feeding one forward thread.
+"""The inference worker: an asyncio dynamic batcher feeding the forward thread(s).
 
 Flow of one ``submit_many`` call (the classify agent's micro-batch)::
 
@@ -12,10 +12,12 @@ Flow of one ``submit_many`` call (the classify agent's micro-batch)::
 Why this shape:
 
 * **The loop only coordinates.** Tokenisation runs in a thread pool (the Rust tokenizer
-  releases the GIL) or, on many-core GPU hosts, a process pool; the model runs in one
-  dedicated thread (torch releases the GIL) that does nothing else, and a finisher thread
-  builds the per-item results, so the device starts the next batch at once and the Faust
-  consumer on the loop keeps heartbeating and fetching while a batch runs.
+  releases the GIL) or, on many-core GPU hosts, a process pool; the model runs in
+  dedicated forward threads (one on CUDA; on CPU one per core by default, each batch on a
+  share of the cores: see ``cpu_parallelism``) that do nothing else (the model code
+  releases the GIL), and a finisher thread builds the per-item results, so the device
+  starts the next batch at once and the Faust consumer on the loop keeps heartbeating and
+  fetching while a batch runs.
 * **Tokenise before batching.** Token lengths are known before the batch is cut, so batches
   are length-bucketed under exact token budgets, and tokenising batch *k+1* overlaps the
   forward pass of batch *k*.

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     classify_compile: str | None = Field(None, validation_alias=_env("YUQING_CLASSIFY_COMPILE"),
                                          description="torch.compile mode for the CUDA path (e.g. reduce-overhead); unset: off.")
 
+    kafka_fetch_min_bytes: int = Field(65_536, ge=1, validation_alias=_env("YUQING_KAFKA_FETCH_MIN_BYTES"),
+                                       description="Stream consumers: a fetch waits for this many bytes...")
+    kafka_fetch_max_wait_ms: int = Field(100, ge=1, validation_alias=_env("YUQING_KAFKA_FETCH_MAX_WAIT_MS"),
+                                         description="...or this long (fewer, fuller fetches: less CPU per message).")
     sink_max_wait_ms: int = Field(250, validation_alias=_env("YUQING_SINK_MAX_WAIT_MS"),
                                   description="Longest a scored document waits before the sinks write its batch.")
     worker_role: str = Field("all", validation_alias=_env("YUQING_WORKER_ROLE"),

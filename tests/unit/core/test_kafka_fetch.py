@@ -1,0 +1,24 @@
+"""Faust's consumer gets the configured fetch limits (and an aiokafka upgrade that moves them
+fails here, not silently in production)."""
+from __future__ import annotations
+
+import pytest
+
+from services.app import create_app
+from services.core.config import Settings
+from services.core.kafka_fetch import configure_fetches
+
+
+async def test_faust_consumer_is_built_with_the_fetch_limits(tmp_path) -> None:
+    s = Settings(kafka_fetch_min_bytes=12_345, kafka_fetch_max_wait_ms=77, data_dir=tmp_path)
+    app = create_app(s, "sink")
+    thread = app.consumer._new_consumer_thread()
+    consumer = thread._create_worker_consumer(app.transport)
+    assert consumer._fetch_min_bytes == 12_345
+    assert consumer._fetch_max_wait_ms == 77
+    await consumer._client.close()
+
+
+def test_bad_limits_are_refused() -> None:
+    with pytest.raises(ValueError, match=">= 1"):
+        configure_fetches(0, 100)
