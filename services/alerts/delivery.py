@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.alerts import webhook
+from services.alerts.egress import EgressPolicy, WebhookTargetRefused
 from services.alerts.routing import (
     Decision,
     active_silence,
@@ -371,8 +372,10 @@ class DeliveryEngine:
                  backoff_base_s: float = 2.0, backoff_max_s: float = 600.0,
                  timeout_s: float = 10.0, poll_s: float = 1.0, log_max: int = 1000,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 metrics: DeliveryMetrics | None = None) -> None:
+                 metrics: DeliveryMetrics | None = None,
+                 egress: EgressPolicy | None = None) -> None:
         self.metrics = metrics or DeliveryMetrics()
+        self._egress = egress or EgressPolicy()  # default: no internal networks
         self.store = SubscriptionStore(redis, prefix)
         self.state = DeliveryState(redis, prefix, log_max)
         self._http = http
@@ -525,6 +528,10 @@ class DeliveryEngine:
         body = item["body"].encode()
         channel = sub.channel
         if isinstance(channel, WebhookChannelIn):
+            try:
+                await self._egress.check_resolved(channel.url)
+            except WebhookTargetRefused as exc:  # never retried: the target itself is refused
+                return SendResult(False, False, error=str(exc))
             hdrs = webhook.headers(channel.secret.get_secret_value(), body, item["delivery_id"],
                                    attempt, sub.id, now=self._clock())
             try:

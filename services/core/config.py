@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -158,6 +158,21 @@ class Settings(BaseSettings):
                                   description="Longest a subscription's sender sleeps before re-checking due work.")
     deliver_log_max: int = Field(1000, validation_alias=_env("YUQING_DELIVER_LOG_MAX"),
                                  description="Delivery log entries kept per subscription.")
+    webhook_allow_networks: str = Field("", validation_alias=_env("YUQING_WEBHOOK_ALLOW_NETWORKS"),
+                                        description="Comma-separated CIDRs webhooks may reach although loopback/private/link-local (e.g. 10.20.0.0/16 for an on-prem receiver); public addresses are always allowed.")
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        import ipaddress
+
+        for part in (p.strip() for p in v.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"not a network (CIDR or address): {part!r}") from exc
+        return v
 
     log_level: str = Field("INFO", validation_alias=_env("YUQING_LOG_LEVEL"), description="Log level.")
 

@@ -20,7 +20,8 @@ from services.core.config import Settings
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings()
+    # the tests' webhook receiver listens on 127.0.0.1, which deliveries may not reach by default
+    return Settings(webhook_allow_networks="127.0.0.0/8")
 
 
 @pytest_asyncio.fixture(scope="session")

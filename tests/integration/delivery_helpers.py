@@ -10,8 +10,12 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from services.alerts.delivery import AlertConsumer, DeliveryEngine
+from services.alerts.egress import EgressPolicy
 from services.alerts.subscriptions import SubscriptionIn, SubscriptionStore, new_subscription
 from services.core.schemas import Alert
+
+# The test receiver listens on 127.0.0.1, an address deliveries may not reach by default.
+LOCAL_RECEIVER = EgressPolicy.from_setting("127.0.0.0/8")
 
 SECRET = "whsec-delivery-test-0123456789"
 
@@ -22,6 +26,7 @@ class Worker:
         self.http = httpx.AsyncClient()
         kw = {"poll_s": 0.1, "backoff_base_s": 0.05, "backoff_max_s": 0.5, "timeout_s": 5.0,
               "max_attempts": 5, **engine_kw}
+        kw.setdefault("egress", LOCAL_RECEIVER)
         self.engine = DeliveryEngine(redis, prefix, http=self.http, producer=producer, **kw)
         self.consumer = AlertConsumer(self.engine, bootstrap=bootstrap, topic=topic,
                                       group_id=group_id, dlq_topic=dlq_topic, producer=producer,

@@ -14,7 +14,13 @@ from services.alerts.delivery import DeliveryEngine, DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
 from services.core.schemas import DeadLetter
 from tests.integration.api_helpers import make_alert
-from tests.integration.delivery_helpers import Worker, add_subscription, alert_ids, produce
+from tests.integration.delivery_helpers import (
+    LOCAL_RECEIVER,
+    Worker,
+    add_subscription,
+    alert_ids,
+    produce,
+)
 from tests.integration.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -80,13 +86,13 @@ async def test_reread_alert_is_not_routed_twice(redis, redis_ns):
     """The consumer re-reads alerts after a crash before its commit; they must not double."""
     sub_id = await add_subscription(redis, redis_ns, "http://127.0.0.1:9/never")
     async with httpx.AsyncClient() as http:
-        engine = DeliveryEngine(redis, redis_ns, http=http)
+        engine = DeliveryEngine(redis, redis_ns, http=http, egress=LOCAL_RECEIVER)
         a = make_alert("ACME")
         assert await engine.handle_alert(a) == {sub_id: "opened"}
         assert await engine.handle_alert(make_alert("ACME", topic="legal")) == {sub_id: "joined"}
         assert await engine.handle_alert(a) == {sub_id: "duplicate"}
         # a second worker (another process) agrees: the state is in Redis, not in memory
-        other = DeliveryEngine(redis, redis_ns, http=http)
+        other = DeliveryEngine(redis, redis_ns, http=http, egress=LOCAL_RECEIVER)
         assert await other.handle_alert(a) == {sub_id: "duplicate"}
     sub = await SubscriptionStore(redis, redis_ns).get(sub_id)
     assert sub is not None

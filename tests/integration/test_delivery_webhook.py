@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.alerts import webhook
 from services.alerts.delivery import DeliveryState
+from services.alerts.egress import EgressPolicy
 from tests.integration.api_helpers import api_client, auth, isolated_settings, make_alert, make_keys
 from tests.integration.delivery_helpers import SECRET, Worker, add_subscription, alert_ids, produce
 from tests.integration.webhook_receiver import Receiver
@@ -141,6 +142,49 @@ async def test_last_failed_try_becomes_a_dead_letter(env, receiver, redis, redis
     assert (await state.pending(down))["outbox"] == 0
 
 
+async def test_internal_target_is_dead_lettered_without_a_request(env, receiver, redis, redis_ns,
+                                                                  kafka_producer):
+    """With the default egress policy the worker never calls an internal address: a name that
+    resolves (at delivery time) to the local receiver's 127.0.0.1 is refused at once."""
+    port = receiver.base_url.rsplit(":", 1)[1]
+    sub_id = await add_subscription(redis, redis_ns, f"http://receiver.test:{port}/in")
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"] if host == "receiver.test" else []
+
+    await env["worker"](egress=EgressPolicy(resolver=resolve)).start()
+    await produce(kafka_producer, env["topic"], make_alert("ACME"))
+    state = DeliveryState(redis, redis_ns)
+    for _ in range(200):
+        if (await state.pending(sub_id))["dead_letters"]:
+            break
+        await asyncio.sleep(0.1)
+    items, total = await state.read_dead(sub_id, 0, 10)
+    assert total == 1 and items[0]["attempts"] == 1  # refused targets are not retried
+    assert "receiver.test (127.0.0.1) is a loopback address" in items[0]["last_error"]
+    assert receiver.at("/in") == []
+
+
+async def test_api_refuses_internal_webhook_targets(settings, redis, redis_ns, es_prefix):
+    s = isolated_settings(settings, redis_ns, es_prefix, webhook_allow_networks="")
+    keys = await make_keys(redis, redis_ns)
+    body = {"name": "n", "channel": {"type": "webhook", "url": "https://hooks.example/x",
+                                     "secret": SECRET}}
+    async with api_client(s) as client:
+        for url in ("http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9200/_bulk",
+                    "https://10.0.0.5/hook", "http://localhost:6379/"):
+            r = await client.post("/v1/subscriptions", headers=auth(keys["subscribe"]),
+                                  json={**body, "channel": {**body["channel"], "url": url}})
+            assert r.status_code == 422, (url, r.text)
+            assert "YUQING_WEBHOOK_ALLOW_NETWORKS" in r.json()["detail"]
+        r = await client.post("/v1/subscriptions", headers=auth(keys["subscribe"]), json=body)
+        assert r.status_code == 201, r.text
+        r = await client.patch(f"/v1/subscriptions/{r.json()['id']}",
+                               headers=auth(keys["subscribe"]),
+                               json={"channel": {**body["channel"], "url": "http://[::1]/"}})
+        assert r.status_code == 422 and "loopback" in r.json()["detail"]
+
+
 async def test_silence_suppresses(env, receiver, redis, redis_ns, kafka_producer):
     until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     sub_id = await add_subscription(redis, redis_ns, f"{receiver.base_url}/quiet",
@@ -220,7 +264,8 @@ async def test_deliver_command_runs_and_stops_on_sigterm(receiver, redis, redis_
     await add_subscription(redis, redis_ns, f"{receiver.base_url}/cli", group_wait_s=0.2)
     env = {**os.environ, "YUQING_REDIS_PREFIX": redis_ns, "YUQING_TOPIC_ALERTS": topic,
            "YUQING_DELIVER_GROUP_ID": f"test-cli-{unique}", "YUQING_DELIVER_POLL_S": "0.2",
-           "YUQING_TOPIC_DLQ": f"test.{unique}.dlq"}
+           "YUQING_TOPIC_DLQ": f"test.{unique}.dlq",
+           "YUQING_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}  # the receiver is local
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel
 
+from services.alerts.egress import EgressPolicy, WebhookTargetRefused
 from services.alerts.subscriptions import (
     Silence,
     SilenceIn,
@@ -13,10 +14,20 @@ from services.alerts.subscriptions import (
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionPatch,
+    WebhookChannelIn,
     apply_patch,
     new_subscription,
 )
-from services.api.deps import DeliveryDep, Limit, Offset, ReadKey, SubscribeKey, SubsDep
+from services.api.deps import (
+    DeliveryDep,
+    Limit,
+    Offset,
+    ReadKey,
+    SettingsDep,
+    SubscribeKey,
+    SubsDep,
+)
+from services.core.config import Settings
 from services.core.schemas import utcnow
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
@@ -38,6 +49,16 @@ class DeliveryLogPage(BaseModel):
     offset: int
     limit: int
     state: dict[str, int]
+
+
+def _check_target(body: SubscriptionIn | SubscriptionPatch, settings: Settings) -> None:
+    """A webhook aimed at an internal network is a 422 now, not a dead letter later."""
+    channel = body.channel
+    if isinstance(channel, WebhookChannelIn):
+        try:
+            EgressPolicy.from_setting(settings.webhook_allow_networks).check_written(channel.url)
+        except WebhookTargetRefused as exc:
+            raise HTTPException(422, str(exc)) from exc
 
 
 async def _canonical(request: Request, body: SubscriptionIn | SubscriptionPatch) -> Any:
@@ -65,8 +86,9 @@ async def _get(subs: SubsDep, sub_id: str) -> Subscription:
 
 @router.post("", status_code=201, response_model=SubscriptionOut,
              summary="Create a subscription (scope: subscribe)")
-async def create(request: Request, body: SubscriptionIn, subs: SubsDep,
+async def create(request: Request, body: SubscriptionIn, subs: SubsDep, settings: SettingsDep,
                  key: SubscribeKey) -> SubscriptionOut:
+    _check_target(body, settings)
     sub = new_subscription(await _canonical(request, body), owner_key_id=key.key_id)
     await subs.put(sub)
     return sub.public()
@@ -88,7 +110,8 @@ async def get(sub_id: SubId, subs: SubsDep, _: ReadKey) -> SubscriptionOut:
 @router.patch("/{sub_id}", response_model=SubscriptionOut,
               summary="Change some fields of a subscription (scope: subscribe)")
 async def update(request: Request, sub_id: SubId, body: SubscriptionPatch, subs: SubsDep,
-                 _: SubscribeKey) -> SubscriptionOut:
+                 settings: SettingsDep, _: SubscribeKey) -> SubscriptionOut:
+    _check_target(body, settings)
     sub = apply_patch(await _get(subs, sub_id), await _canonical(request, body))
     await subs.put(sub)
     return sub.public()
