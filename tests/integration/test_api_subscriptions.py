@@ -165,3 +165,30 @@ async def test_keys_create_cli_key_works_against_the_api(ctx, redis_ns):
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     _, err = await asyncio.wait_for(bad.communicate(), 60)
     assert bad.returncode != 0 and "read, subscribe, admin" in err.decode()
+
+
+async def test_only_the_owner_or_an_admin_changes_a_subscription(ctx, redis, redis_ns):
+    client, keys = ctx
+    other = (await KeyStore(redis, redis_ns).create("other-desk", ["subscribe"])).key
+    r = await client.post("/v1/subscriptions", json=BODY, headers=auth(keys["subscribe"]))
+    sub_id = r.json()["id"]
+    silence = {"entity": "AAPL", "until": "2099-01-01T00:00:00Z"}
+    for method, path, body in (("PATCH", "", {"group_wait_s": 1}), ("POST", "/silences", silence),
+                               ("DELETE", "", None)):
+        r = await client.request(method, f"/v1/subscriptions/{sub_id}{path}", json=body,
+                                 headers=auth(other))
+        assert r.status_code == 403, (method, path, r.text)
+        assert "belongs to another API key" in r.json()["detail"]
+    r = await client.get(f"/v1/subscriptions/{sub_id}", headers=auth(other))
+    assert r.status_code == 200 and r.json()["group_wait_s"] == 10  # unchanged; reads stay open
+    r = await client.post(f"/v1/subscriptions/{sub_id}/silences", json=silence,
+                          headers=auth(keys["subscribe"]))
+    assert r.status_code == 201
+    r = await client.delete(f"/v1/subscriptions/{sub_id}/silences/{r.json()['id']}",
+                            headers=auth(other))
+    assert r.status_code == 403
+    r = await client.patch(f"/v1/subscriptions/{sub_id}", json={"group_wait_s": 2},
+                           headers=auth(keys["admin"]))
+    assert r.status_code == 200 and r.json()["group_wait_s"] == 2
+    r = await client.delete(f"/v1/subscriptions/{sub_id}", headers=auth(keys["subscribe"]))
+    assert r.status_code == 204

@@ -18,6 +18,7 @@ from services.alerts.subscriptions import (
     apply_patch,
     new_subscription,
 )
+from services.api.auth import ApiKey
 from services.api.deps import (
     DeliveryDep,
     Limit,
@@ -49,6 +50,17 @@ class DeliveryLogPage(BaseModel):
     offset: int
     limit: int
     state: dict[str, int]
+
+
+async def _owned(subs: Any, sub_id: str, key: ApiKey) -> Subscription:
+    """The subscription, if ``key`` may change it: the key that created it, or an admin key.
+    Teams share one deployment; one desk's subscribe key must not mute, redirect or delete
+    another desk's alerts."""
+    sub = await _get(subs, sub_id)
+    if key.allows("admin") or (sub.owner_key_id is not None and sub.owner_key_id == key.key_id):
+        return sub
+    raise HTTPException(403, f"subscription {sub_id!r} belongs to another API key; change it "
+                             "with the key that created it or an admin key")
 
 
 def _check_target(body: SubscriptionIn | SubscriptionPatch, settings: Settings) -> None:
@@ -108,18 +120,19 @@ async def get(sub_id: SubId, subs: SubsDep, _: ReadKey) -> SubscriptionOut:
 
 
 @router.patch("/{sub_id}", response_model=SubscriptionOut,
-              summary="Change some fields of a subscription (scope: subscribe)")
+              summary="Change some fields of a subscription (scope: subscribe; owner or admin)")
 async def update(request: Request, sub_id: SubId, body: SubscriptionPatch, subs: SubsDep,
-                 settings: SettingsDep, _: SubscribeKey) -> SubscriptionOut:
+                 settings: SettingsDep, key: SubscribeKey) -> SubscriptionOut:
     _check_target(body, settings)
-    sub = apply_patch(await _get(subs, sub_id), await _canonical(request, body))
+    sub = apply_patch(await _owned(subs, sub_id, key), await _canonical(request, body))
     await subs.put(sub)
     return sub.public()
 
 
 @router.delete("/{sub_id}", status_code=204, response_class=Response,
-               summary="Delete a subscription and its delivery state (scope: subscribe)")
-async def delete(sub_id: SubId, subs: SubsDep, state: DeliveryDep, _: SubscribeKey) -> Response:
+               summary="Delete a subscription and its delivery state (scope: subscribe; owner or admin)")
+async def delete(sub_id: SubId, subs: SubsDep, state: DeliveryDep, key: SubscribeKey) -> Response:
+    await _owned(subs, sub_id, key)
     if not await subs.delete(sub_id):
         raise HTTPException(404, f"subscription {sub_id!r} not found")
     await state.purge(sub_id)
@@ -127,10 +140,10 @@ async def delete(sub_id: SubId, subs: SubsDep, state: DeliveryDep, _: SubscribeK
 
 
 @router.post("/{sub_id}/silences", status_code=201, response_model=Silence,
-             summary="Mute an entity and/or topic until a time (scope: subscribe)")
+             summary="Mute an entity and/or topic until a time (scope: subscribe; owner or admin)")
 async def add_silence(request: Request, sub_id: SubId, body: SilenceIn, subs: SubsDep,
-                      _: SubscribeKey) -> Silence:
-    sub = await _get(subs, sub_id)
+                      key: SubscribeKey) -> Silence:
+    sub = await _owned(subs, sub_id, key)
     silence = Silence(**body.model_dump())
     if silence.entity and silence.entity != "*":
         silence.entity = request.app.state.linker.canonical(silence.entity)
@@ -142,10 +155,10 @@ async def add_silence(request: Request, sub_id: SubId, body: SilenceIn, subs: Su
 
 
 @router.delete("/{sub_id}/silences/{silence_id}", status_code=204, response_class=Response,
-               summary="Remove a silence (scope: subscribe)")
+               summary="Remove a silence (scope: subscribe; owner or admin)")
 async def delete_silence(sub_id: SubId, silence_id: SilenceId, subs: SubsDep,
-                         _: SubscribeKey) -> Response:
-    sub = await _get(subs, sub_id)
+                         key: SubscribeKey) -> Response:
+    sub = await _owned(subs, sub_id, key)
     kept = [s for s in sub.silences if s.id != silence_id]
     if len(kept) == len(sub.silences):
         raise HTTPException(404, f"silence {silence_id!r} not found")
