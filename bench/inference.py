@@ -25,8 +25,10 @@ import numpy as np
 
 PRESETS = {  # worker limits per device (the product reads YUQING_CLASSIFY_*)
     "cpu": {"max_batch": 64, "max_tokens": 4096, "max_wait_ms": 20, "queue_size": 1024,
+            "max_padding": 0.1,
             "pipeline_batch": 64, "call_size": 64, "calls_in_flight": 4},
     "cuda": {"max_batch": 1024, "max_tokens": 65536, "max_wait_ms": 5, "queue_size": 32768,
+             "max_padding": 0.35,
              "pipeline_batch": 256, "call_size": 512, "calls_in_flight": 16},
 }
 
@@ -46,7 +48,7 @@ class BenchArgs:
     max_batch: int | None = None
     max_tokens: int | None = None
     ceiling: bool = True
-    max_padding: float = 0.35
+    max_padding: float | None = None  # None: the product's default (0.1 CPU, 0.35 CUDA)
 
 
 # ---- model loading (in each child) ---------------------------------------------------------
@@ -166,8 +168,14 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
 
     from services.classify.metrics import classify_metrics
     from services.classify.scorer import Scored
-    from services.classify.worker import InferenceWorker
+    from services.classify.worker import InferenceWorker, cpu_parallelism
 
+    forward_threads = 1
+    if not args.device.startswith("cuda"):  # as the product runs it (open_inference_worker)
+        import torch
+
+        forward_threads, intra = cpu_parallelism(0)
+        torch.set_num_threads(intra)  # this child process only: before the model loads
     model, _ = _load_model(args, backend)
     metrics = classify_metrics(CollectorRegistry())
     got_backend = getattr(model, "backend", "fp32")
@@ -175,6 +183,7 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
         return {"name": f"yuqing worker, {backend}", "unavailable":
                 f"SentimentModel.set_backend({backend!r}) fell back to {got_backend}"}
     call = preset["call_size"]
+    padding = args.max_padding if args.max_padding is not None else preset["max_padding"]
 
     async def main() -> dict:
         worker = InferenceWorker(
@@ -184,7 +193,7 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
             max_wait_ms=preset["max_wait_ms"], queue_size=preset["queue_size"],
             tokenizer_threads=args.tokenizer_threads,
             tokenizer_processes=args.tokenizer_processes, compile_mode=args.compile_mode,
-            max_padding=args.max_padding, metrics=metrics,
+            max_padding=padding, forward_threads=forward_threads, metrics=metrics,
         )
         await worker.start()
         from bench.common import headlines
@@ -222,7 +231,7 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
             "limits": {"max_batch": worker.limits.max_batch, "max_tokens": worker.limits.max_tokens,
                        "max_wait_ms": preset["max_wait_ms"], "queue_size": worker.queue_size,
                        "call_size": call, "calls_in_flight": in_flight,
-                       "max_padding": args.max_padding,
+                       "max_padding": padding, "forward_threads": forward_threads,
                        "tokenizer_threads": args.tokenizer_threads,
                        "tokenizer_processes": args.tokenizer_processes,
                        "compile_mode": args.compile_mode},

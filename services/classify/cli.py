@@ -42,8 +42,9 @@ def inference(
         help="torch.compile mode for the CUDA path, e.g. reduce-overhead (CUDA graphs).")] = None,
     max_batch: Annotated[int | None, typer.Option(help="Override the device preset.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Override the device preset.")] = None,
-    max_padding: Annotated[float, typer.Option(
-        help="Most padding share the batcher accepts in a batch.")] = 0.35,
+    max_padding: Annotated[float | None, typer.Option(
+        help="Most padding share the batcher accepts in a batch (default: the device "
+             "preset, 0.1 CPU / 0.35 CUDA, as the product).")] = None,
     output: Annotated[Path | None, typer.Option(
         help="JSON path (default bench/results/inference-<device>.json).")] = None,
 ) -> None:
