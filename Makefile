@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
+# the shared training data (holds twitter-financial-news-sentiment/); never committed
+DATA_DIR ?= ../shared/data
 
 .PHONY: help venv stack stack-down test test-unit demo model bench lint clean
 
@@ -33,8 +35,8 @@ test: venv stack  ## from a clean clone: venv, the real stack, then the whole te
 test-unit: venv  ## unit tests only (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-model: venv  ## train, evaluate, register and promote the first production model (skipped when one exists)
-	$(PY) -m models.finetune.make_production --data-dir ../shared/data --registry var/models
+model: venv  ## train, evaluate, register and promote the first production model (skipped when one exists; DATA_DIR=... for the shared data)
+	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models
 
 demo: venv stack model  ## the demo on this machine from nothing: stack, workers, synthetic feed, live trends and alerts
 	$(VENV)/bin/yuqing demo

@@ -76,7 +76,8 @@ def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], d
     if not (tweets_dir / "train.csv").is_file():
         raise DataError(
             f"{tweets_dir / 'train.csv'} not found: pass --data-dir pointing at the "
-            "shared data folder (the one holding twitter-financial-news-sentiment/)"
+            "shared data folder (the one holding twitter-financial-news-sentiment/; "
+            "with make: `make demo DATA_DIR=/path/to/data`)"
         )
     pool = read_examples(tweets_dir / "train.csv", label_map=TWEETS_LABEL_MAP)
     evals = {PRIMARY_EVAL: read_examples(tweets_dir / "valid.csv", label_map=TWEETS_LABEL_MAP)}
