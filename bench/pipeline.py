@@ -449,7 +449,13 @@ def run(args: BenchArgs) -> dict:
         asyncio.run(warm_up(s, warm_items))
         print(f"[3/4] throughput: {len(tput_items)} items as fast as possible ...", flush=True)
         roles = ["ingest", "classify", "sink", "alerts"] if args.layout == "split" else ["all"]
-        pids = {**{r: p.pid for r, p in zip(roles, procs, strict=True)}, **stack_pids(s),
+        stack = stack_pids(s)
+        missing = {"kafka", "elasticsearch", "redis"} - set(stack)
+        if missing:
+            print(f"      note: no listening process found for {', '.join(sorted(missing))}; "
+                  "their CPU is not in the figures below (run as root to see other users')",
+                  flush=True)
+        pids = {**{r: p.pid for r, p in zip(roles, procs, strict=True)}, **stack,
                 "bench": os.getpid()}
         cpu0, w0 = process_cpu(pids), time.perf_counter()
         tput = asyncio.run(run_throughput(s, tput_items, 600))

@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.alerts import webhook
-from services.alerts.egress import EgressPolicy, WebhookTargetRefused
+from services.alerts.egress import EgressPolicy, WebhookTargetRefused, WebhookTargetUnresolved
 from services.alerts.routing import (
     Decision,
     active_silence,
@@ -373,9 +373,11 @@ class DeliveryEngine:
                  timeout_s: float = 10.0, poll_s: float = 1.0, log_max: int = 1000,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  metrics: DeliveryMetrics | None = None,
-                 egress: EgressPolicy | None = None) -> None:
+                 egress: EgressPolicy | None = None,
+                 reserved_topics: frozenset[str] = frozenset()) -> None:
         self.metrics = metrics or DeliveryMetrics()
         self._egress = egress or EgressPolicy()  # default: no internal networks
+        self._reserved_topics = reserved_topics  # the pipeline's own topics: never a channel
         self.store = SubscriptionStore(redis, prefix)
         self.state = DeliveryState(redis, prefix, log_max)
         self._http = http
@@ -528,15 +530,18 @@ class DeliveryEngine:
         body = item["body"].encode()
         channel = sub.channel
         if isinstance(channel, WebhookChannelIn):
-            try:
-                await self._egress.check_resolved(channel.url)
+            try:  # resolved and checked here; the request goes to the checked address
+                target = await self._egress.pin(channel.url)
             except WebhookTargetRefused as exc:  # never retried: the target itself is refused
                 return SendResult(False, False, error=str(exc))
+            except WebhookTargetUnresolved as exc:  # DNS down or slow: like a network error
+                return SendResult(False, True, error=str(exc))
             hdrs = webhook.headers(channel.secret.get_secret_value(), body, item["delivery_id"],
                                    attempt, sub.id, now=self._clock())
             try:
-                r = await self._http.post(channel.url, content=body, headers=hdrs,
-                                          timeout=self._timeout_s)
+                r = await self._http.post(target.url, content=body,
+                                          headers={**hdrs, **target.headers},
+                                          extensions=target.extensions, timeout=self._timeout_s)
             except httpx.TimeoutException:
                 return SendResult(False, True, error="timeout")
             except httpx.HTTPError as exc:  # the class only: messages may echo the URL
@@ -545,6 +550,9 @@ class DeliveryEngine:
                 return SendResult(True, False, r.status_code)
             return SendResult(False, retryable_status(r.status_code), r.status_code,
                               f"HTTP {r.status_code}")
+        if channel.topic in self._reserved_topics:  # never retried: the target is refused
+            return SendResult(False, False, error=f"topic {channel.topic!r} is one of yuqing's "
+                                                  "own pipeline topics")
         if self._producer is None:
             return SendResult(False, True, error="no Kafka producer configured")
         try:

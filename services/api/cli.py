@@ -248,6 +248,7 @@ async def _deliver(settings: Settings, from_beginning: bool, metrics_port: int =
 
     from services.alerts.delivery import AlertConsumer, DeliveryEngine, DeliveryMetrics
     from services.alerts.egress import EgressPolicy
+    from services.core.topics import pipeline_topics
 
     metrics = DeliveryMetrics()
     if metrics_port:
@@ -269,7 +270,8 @@ async def _deliver(settings: Settings, from_beginning: bool, metrics_port: int =
                             backoff_max_s=settings.deliver_backoff_max_s,
                             timeout_s=settings.deliver_timeout_s, poll_s=settings.deliver_poll_s,
                             log_max=settings.deliver_log_max, metrics=metrics,
-                            egress=EgressPolicy.from_setting(settings.webhook_allow_networks))
+                            egress=EgressPolicy.from_setting(settings.webhook_allow_networks),
+                            reserved_topics=pipeline_topics(settings))
     consumer = AlertConsumer(engine, bootstrap=settings.kafka_bootstrap,
                              topic=settings.topic_alerts, group_id=settings.deliver_group_id,
                              dlq_topic=settings.topic_dlq, producer=producer,

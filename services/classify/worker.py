@@ -177,6 +177,7 @@ class InferenceWorker:
         self._stopping = False
         self._drained = asyncio.Event()
         self.batches = 0
+        self.max_inflight = 0  # most batches in the forward threads at once
         self.scored = 0
         self.real_tokens = 0  # token slots holding text / all slots fed to the model
         self.padded_tokens = 0
@@ -298,12 +299,14 @@ class InferenceWorker:
         with self._helpers_lock:
             got = self._helpers.get(key)
         if got is None or got[0] is not model:
-            got = (model, tokenizer_key(model), FastEncoder(model, self.cache_size), None)
-            with self._helpers_lock:
-                self._helpers[key] = got
-                if len(self._helpers) > 2:  # keep current + previous only
-                    for k in list(self._helpers)[:-2]:
-                        del self._helpers[k]
+            fresh = (model, tokenizer_key(model), FastEncoder(model, self.cache_size), None)
+            with self._helpers_lock:  # another thread may have added it meanwhile: keep theirs
+                got = self._helpers.get(key)
+                if got is None or got[0] is not model:
+                    got = self._helpers[key] = fresh
+                    if len(self._helpers) > 2:  # keep current + previous only
+                        for k in list(self._helpers)[:-2]:
+                            del self._helpers[k]
         if with_runner and got[3] is None:  # forward threads only; built once per model
             with self._runner_lock:
                 with self._helpers_lock:
@@ -403,10 +406,12 @@ class InferenceWorker:
         if free <= 0 or len(self._p_len) == 0:
             return
         now = loop.time()
-        # Work-conserving: an idle model with nothing more being tokenised takes what is
-        # pending now (a lone agent awaiting its micro-batch must not wait max_wait for
-        # company that cannot come). Only while the model is busy do batches wait to fill.
-        flush = self._stopping or (self._inflight == 0 and self._tokenizing == 0)
+        # Work-conserving: an idle forward thread with nothing more being tokenised takes what
+        # is pending now (a lone agent awaiting its micro-batch must not wait max_wait for
+        # company that cannot come). Only while every forward thread is busy do batches wait
+        # to fill (on CUDA, one thread: the queued second batch waits, the first does not).
+        flush = self._stopping or (self._inflight < self.forward_threads
+                                   and self._tokenizing == 0)
         batches = plan_batches(self._p_len, self._p_arr, now, self.limits,
                                flush=flush, max_batches=free)
         if batches:
@@ -415,6 +420,7 @@ class InferenceWorker:
                 taken[idx] = True
                 batch = self._make_batch(idx)
                 self._inflight += 1
+                self.max_inflight = max(self.max_inflight, self._inflight)
                 fut = loop.run_in_executor(self._fwd_pool, self._forward_phase, batch)
                 fut.add_done_callback(lambda f, b=batch: self._forward_done(b, f))
             keep = ~taken
@@ -674,7 +680,9 @@ def cpu_parallelism(forward_threads: int, cpus: int | None = None) -> tuple[int,
     """
     import os
 
-    cpus = max(1, cpus or os.cpu_count() or 1)
+    if not cpus:  # the CPUs this process may run on (an affinity mask or cpuset narrows it)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = max(1, cpus or 1)
     f = forward_threads if forward_threads > 0 else min(cpus, 4)
     return f, max(1, cpus // f)
 
@@ -709,6 +717,8 @@ async def open_inference_worker(
 
         forward_threads, intra = cpu_parallelism(settings.classify_forward_threads)
         # process-wide, before the model loads: the backends size their thread pools from it
+        # (restored when the worker closes, for processes that do more than serve)
+        threads_before = torch.get_num_threads()
         torch.set_num_threads(intra)
     provider = await production_provider(
         settings.model_registry, settings.model_path, device=settings.device,
@@ -735,6 +745,10 @@ async def open_inference_worker(
         await worker.stop()
         if isinstance(provider, ModelWatcher):
             await provider.stop()
+        if not cuda:
+            import torch
+
+            torch.set_num_threads(threads_before)
 
 
 def _wants_cuda(device: str) -> bool:

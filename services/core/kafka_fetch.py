@@ -6,13 +6,15 @@ it. At moderate rates that means a fetch round trip (and two event-loop hand-off
 consumer runs in its own thread) for every message or two, in every stage: measured on the
 2-core box at half load, Kafka plus the stream stages spent ~8% more CPU per document than
 with fetches that wait for ``fetch_min_bytes`` or ``fetch_max_wait_ms``. So the consumer
-Faust creates is given the two values before it starts; each stage's ``take(within=...)``
-window is hundreds of milliseconds anyway, so waiting up to ``fetch_max_wait_ms`` for a
-fuller fetch adds no latency the windows do not already allow.
+Faust creates is given the two values before it starts. The price is latency at low rates:
+a fetch may wait up to ``fetch_max_wait_ms`` for ``fetch_min_bytes`` before answering, once
+per stage hop (three to searchable), on top of the stages' ``take(within=...)`` windows; the
+100 ms default keeps that well inside the 3 s produce->searchable budget.
 
 aiokafka keeps both values on the consumer until ``start()`` builds its fetcher, so they are
-set there (checked by ``tests/unit/core/test_kafka_fetch.py``, which fails if an upgrade
-moves them).
+set there (``tests/unit/core/test_kafka_fetch.py`` checks both that they are set and that
+aiokafka's ``start()`` still hands them to its fetcher, so an upgrade that moves them fails
+there, not silently in production).
 """
 from __future__ import annotations
 

@@ -44,6 +44,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def pipeline_topics(settings: Settings) -> frozenset[str]:
+    """yuqing's own topics: no subscription may deliver into them."""
+    return frozenset(spec.name for spec in topic_specs(settings))
+
+
 async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec] | None = None) -> list[str]:
     """Create missing topics; returns the names created. Existing topics are left as they are."""
     specs = list(specs or topic_specs(settings))

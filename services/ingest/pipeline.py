@@ -158,7 +158,9 @@ class Ingestor:
                            kind: Kind) -> list[IngestOutcome]:
         """``process`` for a batch, in order: the dedup claims go to Redis in one pipeline
         (per-message round trips cost more CPU than the rest of ingest together at moderate
-        rates), with the same verdicts as one message at a time."""
+        rates), with the same verdicts as one message at a time. One difference, harmless: a
+        redelivered original's ``duplicates`` count also includes copies later in its own
+        batch (their claims are made before the counts are read)."""
         out = [self._clean_one(value, key, kind, origin) for value, key, origin in messages]
         if self.dedup is None:
             return out

@@ -18,7 +18,14 @@ from services.alerts import webhook
 from services.alerts.delivery import DeliveryState
 from services.alerts.egress import EgressPolicy
 from tests.integration.api_helpers import api_client, auth, isolated_settings, make_alert, make_keys
-from tests.integration.delivery_helpers import SECRET, Worker, add_subscription, alert_ids, produce
+from tests.integration.delivery_helpers import (
+    LOCAL_RECEIVER,
+    SECRET,
+    Worker,
+    add_subscription,
+    alert_ids,
+    produce,
+)
 from tests.integration.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -161,8 +168,30 @@ async def test_internal_target_is_dead_lettered_without_a_request(env, receiver,
         await asyncio.sleep(0.1)
     items, total = await state.read_dead(sub_id, 0, 10)
     assert total == 1 and items[0]["attempts"] == 1  # refused targets are not retried
-    assert "receiver.test (127.0.0.1) is a loopback address" in items[0]["last_error"]
+    assert "receiver.test resolves to a loopback address" in items[0]["last_error"]
+    assert "127.0.0.1" not in items[0]["last_error"]  # logs are readable: no internal address
     assert receiver.at("/in") == []
+
+
+async def test_delivery_goes_to_the_address_that_was_checked(env, receiver, redis, redis_ns,
+                                                             kafka_producer):
+    """The name is resolved once, by the guard; the request is sent to that address with the
+    name in Host. ``receiver.test`` exists only in the guard's resolver, so a delivery that
+    arrives proves the HTTP client did not resolve the name again (no DNS-rebinding window)."""
+    port = int(receiver.base_url.rsplit(":", 1)[1])
+    await add_subscription(redis, redis_ns, f"http://receiver.test:{port}/pinned")
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"] if host == "receiver.test" else []
+
+    policy = EgressPolicy(allowed=LOCAL_RECEIVER.allowed, resolver=resolve)
+    await env["worker"](egress=policy).start()
+    a = make_alert("ACME")
+    await produce(kafka_producer, env["topic"], a)
+    await receiver.wait_for(lambda: len(receiver.delivered("/pinned")) == 1, within_s=30)
+    req = next(iter(receiver.delivered("/pinned").values()))
+    assert req.headers["Host"] == f"receiver.test:{port}"
+    assert alert_ids(req.json) == [a.alert_id]
 
 
 async def test_api_refuses_internal_webhook_targets(settings, redis, redis_ns, es_prefix):
@@ -177,6 +206,10 @@ async def test_api_refuses_internal_webhook_targets(settings, redis, redis_ns, e
                                   json={**body, "channel": {**body["channel"], "url": url}})
             assert r.status_code == 422, (url, r.text)
             assert "YUQING_WEBHOOK_ALLOW_NETWORKS" in r.json()["detail"]
+        for topic in (s.topic_labels, s.topic_docs_clean, s.topic_news_raw):
+            r = await client.post("/v1/subscriptions", headers=auth(keys["subscribe"]),
+                                  json={**body, "channel": {"type": "kafka", "topic": topic}})
+            assert r.status_code == 422 and "pipeline topics" in r.json()["detail"], topic
         r = await client.post("/v1/subscriptions", headers=auth(keys["subscribe"]), json=body)
         assert r.status_code == 201, r.text
         r = await client.patch(f"/v1/subscriptions/{r.json()['id']}",

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from services.alerts.egress import EgressPolicy, WebhookTargetRefused
 from services.alerts.subscriptions import (
+    KafkaChannel,
     Silence,
     SilenceIn,
     Subscription,
@@ -30,6 +31,7 @@ from services.api.deps import (
 )
 from services.core.config import Settings
 from services.core.schemas import utcnow
+from services.core.topics import pipeline_topics
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -64,8 +66,13 @@ async def _owned(subs: Any, sub_id: str, key: ApiKey) -> Subscription:
 
 
 def _check_target(body: SubscriptionIn | SubscriptionPatch, settings: Settings) -> None:
-    """A webhook aimed at an internal network is a 422 now, not a dead letter later."""
+    """A webhook aimed at an internal network, or a Kafka channel aimed at one of yuqing's own
+    topics (alerts there would be read as pipeline input or training labels), is a 422 now,
+    not a dead letter later."""
     channel = body.channel
+    if isinstance(channel, KafkaChannel) and channel.topic in pipeline_topics(settings):
+        raise HTTPException(422, f"topic {channel.topic!r} is one of yuqing's own pipeline "
+                                 "topics; deliver alerts to a topic of your own")
     if isinstance(channel, WebhookChannelIn):
         try:
             EgressPolicy.from_setting(settings.webhook_allow_networks).check_written(channel.url)

@@ -8,6 +8,7 @@ import pytest
 from services.alerts.egress import (
     EgressPolicy,
     WebhookTargetRefused,
+    WebhookTargetUnresolved,
     internal_kind,
     parse_networks,
 )
@@ -18,6 +19,8 @@ from services.alerts.egress import (
     ("10.1.2.3", "private"), ("192.168.0.10", "private"), ("172.16.5.4", "private"),
     ("fd00::1", "private"), ("0.0.0.0", "unspecified"), ("224.0.0.1", "multicast"),
     ("100.64.1.1", "shared address space"), ("::ffff:127.0.0.1", "loopback"),
+    ("fec0::1", "site-local"), ("2002:7f00:1::", "loopback (embedded in IPv6)"),
+    ("192.0.2.1", "private"), ("198.18.0.1", "private"),
     ("8.8.8.8", None), ("2001:4860:4860::8888", None),
 ])
 def test_internal_kind(ip: str, kind: str | None) -> None:
@@ -62,9 +65,34 @@ async def test_names_are_checked_on_every_address_they_resolve_to() -> None:
         "sneaky.example": ["93.184.216.34", "10.0.0.7"],
         "meta.example": ["169.254.169.254"]}))
     await policy.check_resolved("https://hooks.example/desk")
-    with pytest.raises(WebhookTargetRefused, match=r"sneaky.example \(10.0.0.7\) is a private"):
+    with pytest.raises(WebhookTargetRefused, match="sneaky.example resolves to a private") as e:
         await policy.check_resolved("https://sneaky.example/x")
+    assert "10.0.0.7" not in str(e.value)  # delivery logs are readable: no internal addresses
     with pytest.raises(WebhookTargetRefused, match="link-local"):
         await policy.check_resolved("http://meta.example/latest")
-    with pytest.raises(WebhookTargetRefused, match="does not resolve"):
+    with pytest.raises(WebhookTargetUnresolved, match="did not resolve"):  # retried, not refused
         await policy.check_resolved("https://nowhere.example/")
+
+
+async def test_pin_sends_to_the_checked_address_under_the_original_name() -> None:
+    policy = EgressPolicy(resolver=_resolver({"hooks.example": ["93.184.216.34"],
+                                              "v6.example": ["2606:2800:220:1::1"]}))
+    t = await policy.pin("https://hooks.example/desk/in?x=1")
+    assert t.url == "https://93.184.216.34:443/desk/in?x=1"
+    assert t.headers["Host"] == "hooks.example" and t.extensions == {"sni_hostname": "hooks.example"}
+    t = await policy.pin("http://v6.example:8080")
+    assert t.url == "http://[2606:2800:220:1::1]:8080/" and t.headers["Host"] == "v6.example:8080"
+    assert t.extensions == {}
+    literal = await policy.pin("https://93.184.216.34/x")
+    assert literal.url == "https://93.184.216.34/x" and literal.headers == {}
+
+
+async def test_slow_dns_is_unresolved_not_refused() -> None:
+    import asyncio
+
+    async def slow(host: str, port: int) -> list[str]:
+        await asyncio.sleep(5)
+        return ["93.184.216.34"]
+
+    with pytest.raises(WebhookTargetUnresolved):
+        await EgressPolicy(resolver=slow, resolve_timeout_s=0.05).pin("https://hooks.example/")

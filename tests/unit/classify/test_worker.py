@@ -241,7 +241,7 @@ async def test_parallel_forward_threads_give_the_same_results(model, metrics) ->
     async with _worker(model, metrics, forward_threads=3, max_batch=8) as w:
         assert w.pipeline_depth == 3  # CPU: one batch per forward thread in flight
         outs = await asyncio.gather(*(w.submit_many(c) for c in calls))
-        assert w.batches >= len(texts) // 8
+        assert w.max_inflight >= 2  # batches did run side by side
     got = np.array([_probs(r) for out in outs for r in out])
     np.testing.assert_allclose(got, model.predict_proba(texts)[0], atol=1e-4)
     assert metrics.batch_size._sum.get() == len(texts)  # each item scored exactly once

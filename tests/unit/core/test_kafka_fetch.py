@@ -19,6 +19,19 @@ async def test_faust_consumer_is_built_with_the_fetch_limits(tmp_path) -> None:
     await consumer._client.close()
 
 
+def test_aiokafka_still_reads_them_when_it_starts() -> None:
+    """The values are set after __init__; they only matter if start() builds the fetcher
+    from these attributes (true for the installed aiokafka; an upgrade that changes it must
+    fail here)."""
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer
+
+    src = inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_min_bytes=self._fetch_min_bytes" in src
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in src
+
+
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match=">= 1"):
         configure_fetches(0, 100)
