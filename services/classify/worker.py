@@ -406,12 +406,13 @@ class InferenceWorker:
         if free <= 0 or len(self._p_len) == 0:
             return
         now = loop.time()
-        # Work-conserving: an idle forward thread with nothing more being tokenised takes what
-        # is pending now (a lone agent awaiting its micro-batch must not wait max_wait for
-        # company that cannot come). Only while every forward thread is busy do batches wait
-        # to fill (on CUDA, one thread: the queued second batch waits, the first does not).
-        flush = self._stopping or (self._inflight < self.forward_threads
-                                   and self._tokenizing == 0)
+        # Work-conserving: an idle model with nothing more being tokenised takes what is
+        # pending now (a lone agent awaiting its micro-batch must not wait max_wait for
+        # company that cannot come). While any batch runs, partial batches wait (at most
+        # max_wait) to fill: with several CPU forward threads a free one could start a small
+        # batch at once, but on a host shared with the stream stages fuller batches cost less
+        # CPU per text, and that is what holds latency down under load (pipeline benchmark).
+        flush = self._stopping or (self._inflight == 0 and self._tokenizing == 0)
         batches = plan_batches(self._p_len, self._p_arr, now, self.limits,
                                flush=flush, max_batches=free)
         if batches:
