@@ -21,11 +21,11 @@ Why this shape:
 * **Tokenise before batching.** Token lengths are known before the batch is cut, so batches
   are length-bucketed under exact token budgets, and tokenising batch *k+1* overlaps the
   forward pass of batch *k*.
-* **Pull, not push; work-conserving.** Batches are cut only when the forward thread has a
-  free slot (``pipeline_depth``: 1 on CPU, 2 on CUDA), so while the device is busy the
-  pending pool grows and the next cut is better bucketed; when the device is idle and
+* **Pull, not push; work-conserving.** Batches are cut only when a forward slot is free
+  (``pipeline_depth``: one per forward thread on CPU, 2 on CUDA), so while the device is
+  busy the pending pool grows and the next cut is better bucketed; when no batch runs and
   nothing is being tokenised, whatever is pending goes at once (``max_wait`` only bounds
-  how long a partial batch may wait behind a busy device).
+  how long a partial batch may wait behind a running one).
 * **Bounded, never dropping.** ``queue_size`` bounds items in flight. ``wait_for_room``
   (and ``submit_many`` itself) waits while it is full; the agent awaits it before taking
   more messages, which pauses Kafka consumption instead of dropping anything.
