@@ -53,6 +53,7 @@ from services.alerts.routing import (
     retryable_status,
 )
 from services.alerts.subscriptions import Subscription, SubscriptionStore, WebhookChannelIn
+from services.core.aio import finish_despite_cancel, wait_event
 from services.core.errors import BackendError, BackendUnavailable
 from services.core.schemas import Alert, DeadLetter, SourceRef
 
@@ -440,8 +441,7 @@ class DeliveryEngine:
                 await self.refresh()
             except BackendError as exc:
                 log.warning("subscriptions unavailable: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._poll_s)
+            await wait_event(self._stopping, self._poll_s)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Let in-flight requests finish (up to ``grace_s``), cancel the senders, and hand
@@ -497,8 +497,7 @@ class DeliveryEngine:
             wait = self._poll_s if next_at is None else min(self._poll_s,
                                                              max(0.0, next_at - self._clock()))
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
+                await wait_event(wake, wait)
 
     async def _deliver(self, sub: Subscription, item: dict[str, Any]) -> None:
         attempt = await self.state.begin_attempt(sub.id, item)
@@ -601,10 +600,9 @@ class AlertConsumer:
                 except (BackendError, KafkaError) as exc:
                     log.warning("routing failed, will re-read from the last commit: %s", exc)
                     await self._rewind()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), self._retry_s)
+                    await wait_event(self._stopping, self._retry_s)
         finally:
-            await self._consumer.stop()
+            await finish_despite_cancel(self._consumer.stop())
 
     def stop(self) -> None:
         self._stopping.set()

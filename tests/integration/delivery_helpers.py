@@ -47,15 +47,18 @@ class Worker:
     async def crash(self) -> None:
         """Stop as abruptly as a killed process: in-flight requests are cut, nothing flushed."""
         self.engine.abort()
-        for t in self._tasks:
-            t.cancel()
         await self._finish()
 
     async def _finish(self) -> None:
+        """Cancel each task once and wait for it: a second cancel() would cut short the cleanup
+        in its ``finally`` (the Kafka consumer's stop) and leak the consumer's tasks."""
         for t in self._tasks:
-            t.cancel()
+            if not t.done():
+                t.cancel()
+        for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        self._tasks.clear()
         await self.engine.stop(grace_s=0)
         await self.http.aclose()
 

@@ -87,13 +87,18 @@ async def test_reread_alert_is_not_routed_twice(redis, redis_ns):
     sub_id = await add_subscription(redis, redis_ns, "http://127.0.0.1:9/never")
     async with httpx.AsyncClient() as http:
         engine = DeliveryEngine(redis, redis_ns, http=http, egress=LOCAL_RECEIVER)
-        a = make_alert("ACME")
-        assert await engine.handle_alert(a) == {sub_id: "opened"}
-        assert await engine.handle_alert(make_alert("ACME", topic="legal")) == {sub_id: "joined"}
-        assert await engine.handle_alert(a) == {sub_id: "duplicate"}
-        # a second worker (another process) agrees: the state is in Redis, not in memory
+        # a second worker (another process) must agree: the state is in Redis, not in memory
         other = DeliveryEngine(redis, redis_ns, http=http, egress=LOCAL_RECEIVER)
-        assert await other.handle_alert(a) == {sub_id: "duplicate"}
+        try:
+            a = make_alert("ACME")
+            assert await engine.handle_alert(a) == {sub_id: "opened"}
+            assert await engine.handle_alert(make_alert("ACME", topic="legal")) == {
+                sub_id: "joined"}
+            assert await engine.handle_alert(a) == {sub_id: "duplicate"}
+            assert await other.handle_alert(a) == {sub_id: "duplicate"}
+        finally:  # handle_alert started their sender tasks
+            await engine.stop(grace_s=0)
+            await other.stop(grace_s=0)
     sub = await SubscriptionStore(redis, redis_ns).get(sub_id)
     assert sub is not None
     state = DeliveryState(redis, redis_ns)

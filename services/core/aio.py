@@ -1,0 +1,50 @@
+"""Small asyncio helpers that behave the same on every supported Python.
+
+Why: on Python 3.11, ``asyncio.wait_for(event.wait(), t)`` can lose a cancellation that arrives
+as the event fires or the timeout expires (fixed in 3.12, where ``wait_for`` is built on
+``asyncio.timeout``). A polling loop written with it can then survive ``task.cancel()`` and run
+forever, which hangs whatever waits for the task (a shutdown, the test runner's loop close).
+``asyncio.timeout`` re-raises an outside cancellation in every case, so the waits here use it.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def wait_event(event: asyncio.Event, within_s: float) -> bool:
+    """Wait until ``event`` is set or ``within_s`` seconds pass; True when it is set.
+
+    A cancellation of the calling task always propagates."""
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(max(0.0, within_s)):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True
+
+
+async def finish_despite_cancel(aw: Awaitable[T]) -> T:
+    """Await ``aw`` to the end even if the calling task is cancelled meanwhile, then re-raise
+    that cancellation.
+
+    Why: a cleanup such as ``consumer.stop()`` in a ``finally`` is itself cut short by a second
+    ``cancel()`` (a shutdown cancelling twice, a supervisor and a timeout both cancelling), which
+    leaves the client's background tasks and group membership behind."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # the cleanup itself was cancelled from elsewhere
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
