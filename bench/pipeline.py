@@ -49,7 +49,7 @@ POLL_S = 0.2  # latency watch: poll interval (latencies are rounded up to the ne
 @dataclass
 class BenchArgs:
     n: int = 6000
-    n_latency: int = 3000
+    n_latency: int = 9000
     layout: str = "split"  # split: one process per role; all: one process
     device: str = "auto"
     out: Path | None = None
@@ -253,6 +253,21 @@ def process_cpu(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def wait_until_quiet(busy_below: float = 0.2, for_s: int = 2, limit_s: float = 60.0
+                     ) -> tuple[float, float]:
+    """Wait until the host's CPUs are mostly idle for ``for_s`` seconds in a row (the
+    throughput phase leaves Elasticsearch merging and the JVMs collecting for a while);
+    returns the seconds waited and the last second's busy share."""
+    import psutil
+
+    t0, quiet, busy = time.monotonic(), 0, 1.0
+    psutil.cpu_percent(None)
+    while time.monotonic() - t0 < limit_s and quiet < for_s:
+        busy = psutil.cpu_percent(1.0) / 100
+        quiet = quiet + 1 if busy < busy_below else 0
+    return time.monotonic() - t0, busy
+
+
 def stack_pids(s: Settings) -> dict[str, int]:
     """Pids of the processes listening on the Kafka, Elasticsearch and Redis ports."""
     from urllib.parse import urlparse
@@ -356,11 +371,22 @@ async def run_phase(s: Settings, name: str, items: list[FeedItem], rate: float |
         if lat_t.size:
             ph.trend_p50_s, ph.trend_p99_s = (float(np.percentile(lat_t, q)) for q in (50, 99))
         ph.extra = {"produced_per_s": round(produced_per_s, 1),
+                    "searchable_p99_by_5s_of_sending": p99_by_slice(w, t0, 5.0),
                     "searchable": len(w.searchable), "counted": len(w.counted),
                     "missing": len(items) - min(len(w.searchable), len(w.counted))}
         return ph
     finally:
         await w.close()
+
+
+def p99_by_slice(w: Watch, t0: float, slice_s: float) -> list[float | None]:
+    """p99 produce->searchable of the documents sent in each ``slice_s`` of the phase: shows
+    whether a high p99 is a transient (the start, a merge, a GC pause) or steady."""
+    slices: dict[int, list[float]] = {}
+    for d, t in w.searchable.items():
+        slices.setdefault(int((w.sent[d] - t0) // slice_s), []).append(t - w.sent[d])
+    return [round(float(np.percentile(slices[i], 99)), 2) if i in slices else None
+            for i in range(max(slices) + 1 if slices else 0)]
 
 
 def worker_cpu(procs: list[subprocess.Popen], layout: str) -> dict[str, float]:
@@ -465,11 +491,17 @@ def run(args: BenchArgs) -> dict:
         busy = sum(phase_cpu.values()) / (w1 - w0) / (os.cpu_count() or 1)
         print(f"      CPU ms per document by process: {cpu_ms_per_doc} "
               f"(these processes kept {busy:.0%} of the host's CPUs busy)", flush=True)
+        settled_s, busy_now = wait_until_quiet()
+        print(f"      the host settled {settled_s:.0f} s after the phase ({busy_now:.0%} busy); the "
+              "latency phase measures steady state at half load, not the burst's aftermath",
+              flush=True)
         rate = ceil / 2
         print(f"[4/4] latency: {len(lat_items)} items at {rate:.0f}/s (half the ceiling) ...",
               flush=True)
         cpu2, w2 = process_cpu(pids), time.perf_counter()
         lat = asyncio.run(run_phase(s, "latency (half load)", lat_items, rate, 300))
+        print(f"      p99 produce->searchable by 5 s of sending: "
+              f"{lat.extra['searchable_p99_by_5s_of_sending']}", flush=True)
         cpu3, w3 = process_cpu(pids), time.perf_counter()
         lat_cpu = {k: round(1000 * (cpu3[k] - cpu2[k]) / len(lat_items), 2)
                    for k in cpu3 if k in cpu2}
@@ -564,8 +596,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=6000, help="documents in the throughput phase")
-    ap.add_argument("--n-latency", type=int, default=3000,
-                    help="documents in the half-load latency phase")
+    ap.add_argument("--n-latency", type=int, default=9000,
+                    help="documents in the half-load latency phase (~50 s of it)")
     ap.add_argument("--layout", choices=["split", "all"], default="split")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--keep", action="store_true")

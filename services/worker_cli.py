@@ -57,7 +57,7 @@ def worker(
 
 def bench_pipeline(
     n: Annotated[int, typer.Option(help="Items for the throughput phase.")] = 6000,
-    n_latency: Annotated[int, typer.Option(help="Items for the latency phase.")] = 3000,
+    n_latency: Annotated[int, typer.Option(help="Items for the latency phase (~50 s at half the ceiling).")] = 9000,
     layout: Annotated[str, typer.Option(
         help="split: one worker process per role; all: one process.")] = "split",
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",

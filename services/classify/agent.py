@@ -86,11 +86,14 @@ def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, li
     return docs, dead
 
 
-# Two actors share the process's one inference worker: while one batch's results are being
-# delivered to Kafka (awaited, before its offsets may be acked), the other batch is already in
-# the model. Each actor acks only its own batch and Faust commits only contiguous acked
-# offsets, so this overlaps work without weakening the guarantee.
-CONCURRENCY = 2
+# ``classify_actors`` actors share the process's one inference worker. Faust stops filling an
+# actor's take while the actor works on its batch (waiting for the model, then for Kafka's
+# acks), so with one or two actors the takes fall into lockstep with the model: each batch
+# waits for the previous one and, under load, holds about a second of documents (p99
+# produce->searchable 3.2-4.1 s at half load). With four, some actor is always taking while
+# others wait, and the worker merges their submissions into its own batches (2.2-2.4 s;
+# bench/pipeline.py, docs/pipeline.md). Each actor acks only its own batch and Faust commits
+# only contiguous acked offsets, so the overlap does not weaken the guarantee.
 # Documents per take at most: the inference worker pipelines tokenisation and forward passes
 # within one submission, so handing it many forward batches' worth at once keeps the model
 # busy (measured: 50-62% -> 67% of the classifier's raw throughput when the take grew from
@@ -128,7 +131,7 @@ def register(app: faust.App, settings: Settings) -> None:
     topic = raw_topic(app, settings.topic_docs_clean)
     shared = _SharedScorer(settings)
 
-    @app.agent(topic, name="classify", concurrency=CONCURRENCY)
+    @app.agent(topic, name="classify", concurrency=settings.classify_actors)
     async def classify(stream: faust.StreamT) -> None:
         try:
             scorer = await shared.acquire()

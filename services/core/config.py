@@ -76,10 +76,12 @@ class Settings(BaseSettings):
                                     description="Most documents per inference batch; 0: auto (64 on CPU, 256 on CUDA).")
     classify_max_tokens: int = Field(16_384, validation_alias=_env("YUQING_CLASSIFY_MAX_TOKENS"),
                                      description="Most padded tokens per inference batch.")
-    ingest_max_wait_ms: int = Field(200, validation_alias=_env("YUQING_INGEST_MAX_WAIT_MS"),
+    ingest_max_wait_ms: int = Field(100, validation_alias=_env("YUQING_INGEST_MAX_WAIT_MS"),
                                     description="Longest a raw item waits for its ingest batch to fill (larger batches: less CPU per item).")
-    classify_max_wait_ms: int = Field(200, validation_alias=_env("YUQING_CLASSIFY_MAX_WAIT_MS"),
+    classify_max_wait_ms: int = Field(50, validation_alias=_env("YUQING_CLASSIFY_MAX_WAIT_MS"),
                                       description="Longest a document waits for its batch to fill (larger batches: less CPU per item).")
+    classify_actors: int = Field(4, ge=1, le=16, validation_alias=_env("YUQING_CLASSIFY_ACTORS"),
+                                 description="Classify agent actors per process sharing its one inference worker: while some wait for results, others fill the next batch.")
     classify_queue_size: int = Field(4096, validation_alias=_env("YUQING_CLASSIFY_QUEUE_SIZE"),
                                      description="Bounded inference queue; when full, consumption pauses.")
     model_poll_s: float = Field(5.0, validation_alias=_env("YUQING_MODEL_POLL_S"),
@@ -101,7 +103,7 @@ class Settings(BaseSettings):
                                        description="Stream consumers: a fetch waits for this many bytes...")
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, validation_alias=_env("YUQING_KAFKA_FETCH_MAX_WAIT_MS"),
                                          description="...or this long (fewer, fuller fetches: less CPU per message).")
-    sink_max_wait_ms: int = Field(250, validation_alias=_env("YUQING_SINK_MAX_WAIT_MS"),
+    sink_max_wait_ms: int = Field(150, validation_alias=_env("YUQING_SINK_MAX_WAIT_MS"),
                                   description="Longest a scored document waits before the sinks write its batch.")
     worker_role: str = Field("all", validation_alias=_env("YUQING_WORKER_ROLE"),
                              description="Default `yuqing worker` role: ingest, classify, sink, alerts or all.")
