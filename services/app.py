@@ -17,6 +17,9 @@ No loss, no double counting -- how offsets relate to effects (faust-streaming 0.
   only when the agent asks for the next batch (``take_events`` disables per-event acks and
   acks in the generator's ``finally``), and commits (every ``broker_commit_interval``) only
   the contiguous prefix of acked offsets per partition, after flushing its producer;
+* the classify agent's actors (``classify_actors``) share each partition, so its acks arrive
+  out of order; ``services.core.faust_commits`` makes sure no commit passes an offset still
+  in an actor (faust-streaming's own check has two holes);
 * an agent does not ask for the next batch until the batch's effects are durable: Kafka
   sends awaited until acknowledged (``acks=all``, see ``services.core.topics.deliver``), ES
   bulk succeeded, Redis script returned. Backend outages are retried in place
@@ -35,6 +38,7 @@ from pathlib import Path
 import faust
 
 from services.core.config import Settings
+from services.core.faust_commits import guard_commits
 from services.core.kafka_fetch import configure_fetches
 
 ROLES = ("ingest", "classify", "sink", "alerts")
@@ -58,6 +62,7 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     roles = roles_for(role)
     app_id = app_id_for(settings, role)
     configure_fetches(settings.kafka_fetch_min_bytes, settings.kafka_fetch_max_wait_ms)
+    guard_commits()  # several classify actors ack one partition out of order
     datadir = Path(settings.data_dir) / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(

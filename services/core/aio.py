@@ -35,16 +35,16 @@ async def finish_despite_cancel(aw: Awaitable[T]) -> T:
 
     Why: a cleanup such as ``consumer.stop()`` in a ``finally`` is itself cut short by a second
     ``cancel()`` (a shutdown cancelling twice, a supervisor and a timeout both cancelling), which
-    leaves the client's background tasks and group membership behind."""
+    leaves the client's background tasks and group membership behind. If the cleanup fails
+    after a cancel, the CancelledError carries that failure as its cause."""
     task = asyncio.ensure_future(aw)
     cancelled = False
     while not task.done():
         try:
-            await asyncio.shield(task)
+            await asyncio.wait([task])  # never cancels the task, never raises its error
         except asyncio.CancelledError:
-            if task.done():  # the cleanup itself was cancelled from elsewhere
-                break
             cancelled = True
     if cancelled:
-        raise asyncio.CancelledError
+        failure = None if task.cancelled() else task.exception()
+        raise asyncio.CancelledError from failure
     return task.result()

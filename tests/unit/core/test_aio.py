@@ -77,3 +77,30 @@ async def test_cleanup_result_and_errors_pass_through() -> None:
     assert await finish_despite_cancel(fine()) == 7
     with pytest.raises(OSError, match="disk gone"):
         await finish_despite_cancel(broken())
+
+
+async def test_a_cancel_landing_as_the_cleanup_ends_is_not_lost() -> None:
+    cleanup: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def worker() -> str:
+        return await finish_despite_cancel(cleanup)
+
+    task = asyncio.create_task(worker())
+    await asyncio.sleep(0)  # waiting on the cleanup
+    cleanup.set_result("closed")
+    task.cancel()  # in the same step as the cleanup finishing
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_cleanup_failing_after_a_cancel_still_cancels() -> None:
+    async def close() -> None:
+        await asyncio.sleep(0.02)
+        raise OSError("broker gone")
+
+    task = asyncio.create_task(finish_despite_cancel(close()))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    assert isinstance(info.value.__cause__, OSError)
