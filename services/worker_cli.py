@@ -2,8 +2,10 @@
 
 Settings come from the environment (``YUQING_*``, see ``services/core/config.py``); the role
 picks which agents this process runs. Topics are created first if missing. Stop with Ctrl-C
-(SIGINT/SIGTERM): acknowledged batches are committed; an unfinished batch is delivered again
-to the next worker, which is safe because every effect is idempotent (``services/app.py``).
+(SIGINT/SIGTERM): batches in flight are finished first (up to ``YUQING_STOP_GRACE_S``) and
+committed; one that cannot be finished in time (a backend down) is left uncommitted -- the
+process exits with status 75 -- and delivered again to the next worker, which is safe because
+every effect is idempotent (``services/app.py``, ``services/core/effects.py``).
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from services.alerts.detector import AlertDetector
 from services.app import raw_topic
 from services.classify.agent import parse_batch
 from services.core.config import Settings
-from services.core.effects import until_durable
+from services.core.effects import finish_batch, until_durable
 from services.core.schemas import Alert, ScoredDoc
 from services.core.topics import Record, deliver
 from services.index.agent import build_sink, es_client
@@ -54,28 +54,32 @@ def register(app: faust.App, settings: Settings) -> None:
         sink = build_sink(settings, es)
         detector = build_detector(settings, redis)
         fired = 0
+
+        async def handle(events) -> int:
+            docs, _dead = parse_batch(settings, events, ScoredDoc, "alerts")
+            good = [d for d in docs if d is not None]
+            parts = [ev.message.partition
+                     for d, ev in zip(docs, events, strict=True) if d is not None]
+            if not good:
+                return 0
+            found = await until_durable("alerts detect",
+                                        lambda g=good, p=parts: detector.observe(g, p))
+            if found:
+                await until_durable("alerts deliver",
+                                    lambda f=found: deliver(app.producer,
+                                                            alert_records(settings, f)))
+                await until_durable("alerts index", lambda f=found: sink.index_alerts(f))
+                for a in found:
+                    log.warning("ALERT %s %s/%s %s: %d negative in window %s (z=%.1f)",
+                                a.alert_id, a.entity, a.topic, a.severity, a.negative_count,
+                                a.window_start.isoformat(), a.score)
+            await until_durable("alerts state", detector.commit)
+            return len(found)
+
         try:
             async for events in stream.take_events(settings.es_bulk_max_docs,
                                                    within=settings.sink_max_wait_ms / 1000):
-                docs, _dead = parse_batch(settings, events, ScoredDoc, "alerts")
-                good = [d for d in docs if d is not None]
-                parts = [ev.message.partition
-                         for d, ev in zip(docs, events, strict=True) if d is not None]
-                if not good:
-                    continue
-                found = await until_durable("alerts detect",
-                                            lambda g=good, p=parts: detector.observe(g, p))
-                if found:
-                    await until_durable("alerts deliver",
-                                        lambda f=found: deliver(app.producer,
-                                                                alert_records(settings, f)))
-                    await until_durable("alerts index", lambda f=found: sink.index_alerts(f))
-                    for a in found:
-                        log.warning("ALERT %s %s/%s %s: %d negative in window %s (z=%.1f)",
-                                    a.alert_id, a.entity, a.topic, a.severity, a.negative_count,
-                                    a.window_start.isoformat(), a.score)
-                    fired += len(found)
-                await until_durable("alerts state", detector.commit)
+                fired += await finish_batch("alerts", handle(events), settings.stop_grace_s)
         finally:
             log.info("alerts: %d alerts emitted", fired)
             await redis.aclose()

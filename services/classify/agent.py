@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from services.app import raw_topic
 from services.classify.scorer import ScoreError, Scorer
 from services.core.config import Settings
-from services.core.effects import die, until_durable
+from services.core.effects import die, finish_batch, until_durable
 from services.core.schemas import CleanDoc, ScoredDoc, SourceRef, utcnow
 from services.core.topics import Record, deliver, dlq_record
 from services.ingest.agent import clean_key
@@ -131,6 +131,17 @@ def register(app: faust.App, settings: Settings) -> None:
     topic = raw_topic(app, settings.topic_docs_clean)
     shared = _SharedScorer(settings)
 
+    async def handle(scorer: Scorer, events) -> None:
+        docs, records = parse_batch(settings, events, CleanDoc, "classify")
+        texts = [d.text for d in docs if d is not None]
+        try:
+            results = await scorer.submit_many(texts) if texts else []
+        except Exception as exc:  # noqa: BLE001 - per-item errors come back as values
+            die("classify: scoring", exc)
+            return
+        records += score_batch_records(settings, events, docs, results)
+        await until_durable("classify deliver", lambda r=records: deliver(app.producer, r))
+
     @app.agent(topic, name="classify", concurrency=settings.classify_actors)
     async def classify(stream: faust.StreamT) -> None:
         try:
@@ -142,15 +153,7 @@ def register(app: faust.App, settings: Settings) -> None:
         try:
             async for events in stream.take_events(TAKE_DOCS,
                                                    within=settings.classify_max_wait_ms / 1000):
-                docs, records = parse_batch(settings, events, CleanDoc, "classify")
-                texts = [d.text for d in docs if d is not None]
-                try:
-                    results = await scorer.submit_many(texts) if texts else []
-                except Exception as exc:  # noqa: BLE001 - per-item errors come back as values
-                    die("classify: scoring", exc)
-                    return
-                records += score_batch_records(settings, events, docs, results)
-                await until_durable("classify deliver", lambda r=records: deliver(app.producer, r))
+                await finish_batch("classify", handle(scorer, events), settings.stop_grace_s)
                 batches += 1
                 await scorer.wait_for_room(TAKE_DOCS)
         finally:

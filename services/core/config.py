@@ -105,6 +105,8 @@ class Settings(BaseSettings):
                                          description="...or this long (fewer, fuller fetches: less CPU per message).")
     sink_max_wait_ms: int = Field(150, validation_alias=_env("YUQING_SINK_MAX_WAIT_MS"),
                                   description="Longest a scored document waits before the sinks write its batch.")
+    stop_grace_s: float = Field(30.0, ge=0, validation_alias=_env("YUQING_STOP_GRACE_S"),
+                                description="A stopping worker finishes its batches in flight for up to this long; past it, it exits without committing them (they are processed again).")
     worker_role: str = Field("all", validation_alias=_env("YUQING_WORKER_ROLE"),
                              description="Default `yuqing worker` role: ingest, classify, sink, alerts or all.")
 

@@ -19,7 +19,7 @@ from faust.types import Message
 from services.app import raw_topic
 from services.classify.agent import parse_batch
 from services.core.config import Settings
-from services.core.effects import until_durable
+from services.core.effects import finish_batch, until_durable
 from services.core.schemas import ScoredDoc, SourceRef
 from services.core.topics import Record, deliver, dlq_record
 from services.index.sink import EsSink, FlushResult
@@ -63,18 +63,24 @@ def register(app: faust.App, settings: Settings) -> None:
         sink = build_sink(settings, es)
         await until_durable("index templates", sink.ensure_templates)
         written = 0
+
+        async def handle(events) -> int:
+            docs, records = parse_batch(settings, events, ScoredDoc, "index")
+            good = [d for d in docs if d is not None]
+            indexed = 0
+            if good:
+                result = await until_durable("index bulk", lambda g=good: sink.write(g))
+                by_id = {d.doc_id: ev.message
+                         for d, ev in zip(docs, events, strict=True) if d is not None}
+                records += rejected_records(settings, result, by_id)
+                indexed = result.indexed
+            await until_durable("index deliver", lambda r=records: deliver(app.producer, r))
+            return indexed
+
         try:
             async for events in stream.take_events(settings.es_bulk_max_docs,
                                                    within=settings.sink_max_wait_ms / 1000):
-                docs, records = parse_batch(settings, events, ScoredDoc, "index")
-                good = [d for d in docs if d is not None]
-                if good:
-                    result = await until_durable("index bulk", lambda g=good: sink.write(g))
-                    by_id = {d.doc_id: ev.message
-                             for d, ev in zip(docs, events, strict=True) if d is not None}
-                    records += rejected_records(settings, result, by_id)
-                    written += result.indexed
-                await until_durable("index deliver", lambda r=records: deliver(app.producer, r))
+                written += await finish_batch("index", handle(events), settings.stop_grace_s)
         finally:
             log.info("index: %d documents written", written)
             await es.close()

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from services.app import raw_topic
 from services.core.config import Settings
-from services.core.effects import until_durable
+from services.core.effects import finish_batch, until_durable
 from services.core.schemas import SourceRef
 from services.core.topics import Record, deliver, dlq_record
 from services.ingest.dedup import DedupStore
@@ -53,28 +53,32 @@ def _agent(app: faust.App, settings: Settings, kind: Kind):
         redis = Redis.from_url(settings.redis_url)
         ingestor = build_ingestor(settings, redis)
         seen: Counter[str] = Counter()
+
+        async def handle(events) -> None:
+            records: list[Record] = []
+            batch = [(ev.message.value, ev.message.key,
+                      SourceRef(topic=ev.message.topic, partition=ev.message.partition,
+                                offset=ev.message.offset)) for ev in events]
+            outcomes = await until_durable(
+                "ingest dedup", lambda b=batch: ingestor.process_many(b, kind))
+            for outcome in outcomes:
+                if isinstance(outcome, Forward):
+                    doc = outcome.doc
+                    records.append((settings.topic_docs_clean, clean_key(doc),
+                                    doc.model_dump_json().encode()))
+                    seen["forwarded"] += 1
+                elif isinstance(outcome, Duplicate):
+                    seen["duplicates"] += 1
+                elif isinstance(outcome, Reject):
+                    dl = outcome.dead_letter
+                    records.append(dlq_record(settings.topic_dlq, dl))
+                    seen["dead_lettered"] += 1
+            await until_durable("ingest deliver", lambda r=records: deliver(app.producer, r))
+
         try:
             async for events in stream.take_events(INGEST_BATCH,
                                                    within=settings.ingest_max_wait_ms / 1000):
-                records: list[Record] = []
-                batch = [(ev.message.value, ev.message.key,
-                          SourceRef(topic=ev.message.topic, partition=ev.message.partition,
-                                    offset=ev.message.offset)) for ev in events]
-                outcomes = await until_durable(
-                    "ingest dedup", lambda b=batch: ingestor.process_many(b, kind))
-                for outcome in outcomes:
-                    if isinstance(outcome, Forward):
-                        doc = outcome.doc
-                        records.append((settings.topic_docs_clean, clean_key(doc),
-                                        doc.model_dump_json().encode()))
-                        seen["forwarded"] += 1
-                    elif isinstance(outcome, Duplicate):
-                        seen["duplicates"] += 1
-                    elif isinstance(outcome, Reject):
-                        dl = outcome.dead_letter
-                        records.append(dlq_record(settings.topic_dlq, dl))
-                        seen["dead_lettered"] += 1
-                await until_durable("ingest deliver", lambda r=records: deliver(app.producer, r))
+                await finish_batch(f"ingest {kind}", handle(events), settings.stop_grace_s)
                 log.debug("ingest %s: %s", kind, dict(seen))
         finally:
             log.info("ingest %s totals: %s", kind, dict(seen))

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from services.app import raw_topic
 from services.classify.agent import parse_batch
 from services.core.config import Settings
-from services.core.effects import until_durable
+from services.core.effects import finish_batch, until_durable
 from services.core.schemas import ScoredDoc
 from services.trends.store import TrendStore
 
@@ -33,14 +33,19 @@ def register(app: faust.App, settings: Settings) -> None:
         redis = Redis.from_url(settings.redis_url)
         store = build_store(settings, redis)
         counted = 0
+
+        async def handle(events) -> int:
+            docs, _dead = parse_batch(settings, events, ScoredDoc, "trends")
+            good = [d for d in docs if d is not None]
+            # malformed scored docs are dead-lettered once, by the index agent
+            if not good:
+                return 0
+            return await until_durable("trends record", lambda g=good: store.record(g))
+
         try:
             async for events in stream.take_events(settings.es_bulk_max_docs,
                                                    within=settings.sink_max_wait_ms / 1000):
-                docs, _dead = parse_batch(settings, events, ScoredDoc, "trends")
-                good = [d for d in docs if d is not None]
-                if good:
-                    counted += await until_durable("trends record", lambda g=good: store.record(g))
-                # malformed scored docs are dead-lettered once, by the index agent
+                counted += await finish_batch("trends", handle(events), settings.stop_grace_s)
         finally:
             log.info("trends: %d new documents counted", counted)
             await redis.aclose()
