@@ -30,6 +30,9 @@ def head_is_pending(consumer: Any, tp: Any) -> bool:
     acked = consumer._acked[tp]
     if not acked:
         return False
+    committed = consumer._committed_offset[tp]
+    if committed is not None and min(acked) <= committed:
+        return False  # the next offset to commit is acked: no gap at the head (the usual case)
     with ack_lock:  # acks may come from other threads; the set changes under them
         head = min(acked)
         return any(m.tp == tp and not m.acked and m.offset < head
