@@ -586,8 +586,10 @@ class AlertConsumer:
         self.routed = 0
 
     async def run(self) -> None:
-        await self._consumer.start()
         try:
+            # inside the try: a group consumer's start() waits for its first assignment, and a
+            # stop during that wait must still close what start() had opened
+            await self._consumer.start()
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=500, max_records=200)
                 if not batch:

@@ -10,7 +10,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from services.alerts import webhook
-from services.alerts.delivery import DeliveryEngine, DeliveryState
+from services.alerts.delivery import AlertConsumer, DeliveryEngine, DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
 from services.core.schemas import DeadLetter
 from tests.integration.api_helpers import make_alert
@@ -161,3 +161,31 @@ async def test_two_workers_send_each_delivery_once(settings, redis, redis_ns, ne
             await w.stop()
     reqs = receiver.at("/hook")
     assert len(reqs) == len({r.delivery_id for r in reqs}) == 4  # one per entity, none twice
+
+
+async def test_stopped_while_joining_its_group_closes_the_consumer(settings, redis, redis_ns,
+                                                                   new_topic, unique,
+                                                                   kafka_producer):
+    """A group consumer's start() waits for its first assignment; while another member holds
+    the partitions that takes a rebalance (seconds). A stop in that window must still close
+    the consumer (no heartbeat, fetcher or coordinator left behind in the group)."""
+    topic, dlq = await new_topic("alerts", partitions=2), await new_topic("dlq")
+    group = f"test-joining-{unique}"
+    member = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    await member.start()  # holds both partitions; rejoins only at its next heartbeat
+    try:
+        async with httpx.AsyncClient() as http:
+            engine = DeliveryEngine(redis, redis_ns, http=http, egress=LOCAL_RECEIVER)
+            joining = AlertConsumer(engine, bootstrap=settings.kafka_bootstrap, topic=topic,
+                                    group_id=group, dlq_topic=dlq, producer=kafka_producer)
+            task = asyncio.create_task(joining.run())
+            await asyncio.sleep(0.5)
+            inner = joining._consumer
+            assert inner._coordinator is not None and not inner.assignment(), \
+                "the consumer should be waiting for its first assignment"
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert inner._closed
+    finally:
+        await member.stop()
