@@ -51,7 +51,7 @@ async def no_leaked_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]
         return [t for t in asyncio.all_tasks() if t not in before and t is not me
                 and not t.done() and _qualname(t) not in _SESSION_CLIENT_TASKS]
 
-    for _ in range(40):  # clients close their connections a moment after stop()
+    for _ in range(100):  # clients close their connections a moment after stop()
         if not new():
             return
         await asyncio.sleep(0.05)
