@@ -8,13 +8,15 @@ measured in the same run (the ceiling: the inference worker alone, same model, s
    the first produce to the last document searchable in ES (and counted in Redis). Progress
    is watched with cheap counts (ES ``_count``, Redis ``SCARD`` of the minute buckets' ``seen``
    sets, every 250 ms), so the measurement itself takes almost no CPU from the pipeline;
-3. *latency*: items are produced at a constant half of the ceiling rate; each document's latency is the time
+3. *latency*: once the host has settled after the throughput phase, items are produced for
+   ~50 s at a constant half of the ceiling rate; each document's latency is the time
    from its produce to the first poll (every 200 ms) that finds it searchable in ES (a
    ``terms`` query on ``doc_id``; ES shows only refreshed documents) or counted in the
-   trend store (its minute bucket's ``seen`` set). p50/p99 over all documents.
+   trend store (its minute bucket's ``seen`` set). p50/p99 over all documents, and the p99 of
+   each 5 s of sending (a transient or a steady state?).
 
 CPU seconds of every process involved (each worker role, Kafka, Elasticsearch, Redis and this
-benchmark process) are recorded over the throughput phase, as CPU ms per document: on a small
+benchmark process) are recorded over both phases, as CPU ms per document: on a small
 host the stages and the stack share the cores the classifier would otherwise have alone, so
 this is where the gap between the pipeline and the ceiling goes.
 

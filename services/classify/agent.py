@@ -91,9 +91,10 @@ def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, li
 # acks), so with one or two actors the takes fall into lockstep with the model: each batch
 # waits for the previous one and, under load, holds about a second of documents (p99
 # produce->searchable 3.2-4.1 s at half load). With four, some actor is always taking while
-# others wait, and the worker merges their submissions into its own batches (2.2-2.4 s;
-# bench/pipeline.py, docs/pipeline.md). Each actor acks only its own batch and Faust commits
-# only contiguous acked offsets, so the overlap does not weaken the guarantee.
+# others wait, and the worker merges their submissions into its own batches (p99 2.5-2.7 s;
+# bench/pipeline.py, docs/pipeline.md). Each actor acks only its own batch, so one partition's
+# acks arrive out of order; services/core/faust_commits.py keeps Faust from committing past
+# an offset another actor still holds, so the overlap does not weaken the guarantee.
 # Documents per take at most: the inference worker pipelines tokenisation and forward passes
 # within one submission, so handing it many forward batches' worth at once keeps the model
 # busy (measured: 50-62% -> 67% of the classifier's raw throughput when the take grew from

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -29,6 +29,27 @@ async def wait_event(event: asyncio.Event, within_s: float) -> bool:
     return True
 
 
+async def hold_off_cancel(task: asyncio.Future[Any], grace_s: float | None = None, *,
+                          cancelled: bool = False) -> bool:
+    """Wait for ``task`` to finish, absorbing cancellations of the caller (never passing them to
+    ``task``); once one arrived (``cancelled``: one already has), wait at most ``grace_s`` more
+    (None: to the end). Returns whether the caller was cancelled; ``task`` may still be running
+    when ``grace_s`` ran out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s if cancelled and grace_s is not None else None
+    while not task.done():
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
+            break
+        try:
+            await asyncio.wait([task], timeout=left)  # never cancels it, never raises its error
+        except asyncio.CancelledError:
+            if not cancelled and grace_s is not None:
+                deadline = loop.time() + grace_s
+            cancelled = True
+    return cancelled
+
+
 async def finish_despite_cancel(aw: Awaitable[T]) -> T:
     """Await ``aw`` to the end even if the calling task is cancelled meanwhile, then re-raise
     that cancellation.
@@ -38,13 +59,7 @@ async def finish_despite_cancel(aw: Awaitable[T]) -> T:
     leaves the client's background tasks and group membership behind. If the cleanup fails
     after a cancel, the CancelledError carries that failure as its cause."""
     task = asyncio.ensure_future(aw)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait([task])  # never cancels the task, never raises its error
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
+    if await hold_off_cancel(task):
         failure = None if task.cancelled() else task.exception()
         raise asyncio.CancelledError from failure
     return task.result()

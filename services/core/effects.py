@@ -29,6 +29,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from services.core.aio import hold_off_cancel
 from services.core.errors import BackendError, BackendUnavailable, SinkBackpressure
 
 T = TypeVar("T")
@@ -80,35 +81,26 @@ async def until_durable(what: str, effect: Callable[[], Awaitable[T]], *,
 async def finish_batch(what: str, work: Awaitable[T], grace_s: float) -> T:
     """Run one batch's ``work`` to its end, holding off a cancel (a stopping worker) until the
     batch is durable or ``grace_s`` has passed; see the module docstring."""
-    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(work)
-    deadline: float | None = None
-    while not task.done():
-        try:
-            if deadline is None:
-                await asyncio.wait([task])
-            else:
-                left = deadline - loop.time()
-                if left <= 0:
-                    log.critical("%s: stopping, and the batch in flight is still not durable "
-                                 "after %.0fs; exiting without acknowledging it (it will be "
-                                 "processed again)", what, grace_s)
-                    sys.stderr.flush()
-                    os._exit(EXIT_STOPPED_MID_BATCH)
-                await asyncio.wait([task], timeout=left)
-        except asyncio.CancelledError:
-            if deadline is None:
-                log.warning("%s: stopping; finishing the batch in flight first (up to %.0fs)",
-                            what, grace_s)
-                deadline = loop.time() + grace_s
-    if task.cancelled():  # torn down from outside: nothing is known to be durable
-        log.critical("%s: the batch in flight was cancelled; exiting without acknowledging "
-                     "it", what)
+    stopping = False
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        stopping = True
+        log.warning("%s: stopping; finishing the batch in flight first (up to %.0fs)",
+                    what, grace_s)
+        await hold_off_cancel(task, grace_s, cancelled=True)
+    except Exception:  # noqa: BLE001 - task.exception() below has it
+        pass
+    if not task.done() or task.cancelled():  # nothing is known to be durable
+        log.critical("%s: stopping, and the batch in flight is not durable (%s); exiting "
+                     "without acknowledging it (it will be processed again)", what,
+                     "cancelled" if task.done() else f"still running after {grace_s:.0f}s")
         sys.stderr.flush()
         os._exit(EXIT_STOPPED_MID_BATCH)
     exc = task.exception()
     if exc is not None:  # never leave the take loop with an exception: Faust would ack
         die(what, exc)
-    if deadline is not None:
+    if stopping:
         raise asyncio.CancelledError  # durable now: the stop may ack it and go on
     return task.result()
