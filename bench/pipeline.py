@@ -76,14 +76,9 @@ class Phase:
 
 
 def bench_settings(base: Settings, run: str, device: str) -> Settings:
-    ns = f"bench.{run}"
     return base.model_copy(update={
-        "topic_news_raw": f"{ns}.news", "topic_comments_raw": f"{ns}.comments",
-        "topic_docs_clean": f"{ns}.clean", "topic_docs_scored": f"{ns}.scored",
-        "topic_alerts": f"{ns}.alerts", "topic_dlq": f"{ns}.dlq", "topic_labels": f"{ns}.labels",
-        "app_id": f"bench-{run}", "es_index_prefix": f"bench-{run}-docs",
-        "es_alerts_index": f"bench-{run}-alerts", "redis_prefix": f"bench:{run}",
-        "data_dir": Path(base.data_dir) / "bench", "device": device, "log_level": "WARNING",
+        "namespace": f"bench-{run}", "data_dir": Path(base.data_dir) / "bench",
+        "device": device, "log_level": "WARNING",
     })
 
 
@@ -454,7 +449,7 @@ async def warm_up(s: Settings, items: list[FeedItem], limit_s: float = 240) -> N
 
 
 def run(args: BenchArgs) -> dict:
-    from services.core.topics import ensure_topics
+    from services.stream.topics import ensure_topics
 
     base = get_settings()
     run_id = uuid.uuid4().hex[:8]

@@ -18,12 +18,12 @@ No loss, no double counting -- how offsets relate to effects (faust-streaming 0.
   acks in the generator's ``finally``), and commits (every ``broker_commit_interval``) only
   the contiguous prefix of acked offsets per partition, after flushing its producer;
 * the classify agent's actors (``classify_actors``) share each partition, so its acks arrive
-  out of order; ``services.core.faust_commits`` makes sure no commit passes an offset still
+  out of order; ``services.stream.faust_commits`` makes sure no commit passes an offset still
   in an actor (faust-streaming's own check has two holes);
 * an agent does not ask for the next batch until the batch's effects are durable: Kafka
-  sends awaited until acknowledged (``acks=all``, see ``services.core.topics.deliver``), ES
+  sends awaited until acknowledged (``acks=all``, see ``services.stream.topics.deliver``), ES
   bulk succeeded, Redis script returned. Backend outages are retried in place
-  (``services.core.effects.until_durable``); anything unexpected ends the process without
+  (``services.stream.effects.until_durable``); anything unexpected ends the process without
   acking (``os._exit``), never by raising out of the loop (which would ack);
 * so a crash at any point leaves the batch uncommitted and it is delivered again; every
   effect is idempotent: ES ``_id`` = ``doc_id``, trend counts and alert counts are guarded by
@@ -38,8 +38,8 @@ from pathlib import Path
 import faust
 
 from services.core.config import Settings
-from services.core.faust_commits import guard_commits
-from services.core.kafka_fetch import configure_fetches
+from services.stream.faust_commits import guard_commits
+from services.stream.kafka_fetch import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, configure_fetches
 
 ROLES = ("ingest", "classify", "sink", "alerts")
 ROLE_CHOICES = (*ROLES, "all")
@@ -61,7 +61,7 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
     """A Faust app running the agents of ``role``; start it with ``faust.Worker(app)``."""
     roles = roles_for(role)
     app_id = app_id_for(settings, role)
-    configure_fetches(settings.kafka_fetch_min_bytes, settings.kafka_fetch_max_wait_ms)
+    configure_fetches(FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
     guard_commits()  # several classify actors ack one partition out of order
     datadir = Path(settings.data_dir) / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -103,9 +103,3 @@ def create_app(settings: Settings, role: str = "all") -> faust.App:
 
         register_alerts(app, settings)
     return app
-
-
-def raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    """A topic read as bytes: every agent parses (and dead-letters) its input itself."""
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw")

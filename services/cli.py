@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from services import cli_models, worker_cli
+from services.alerts import cli as alerts_cli
 from services.api import cli as api_cli
 from services.classify import cli as classify_cli
 from services.core import cli as core_cli
@@ -24,8 +25,20 @@ def version() -> None:
 
 core_cli.register(app)
 api_cli.register(app)
+alerts_cli.register(app)  # deliver
 ingest_cli.register(app)
 index_cli.register(app)
 worker_cli.register(app)  # worker, replay, feed, demo
 classify_cli.register(app)  # bench inference
 cli_models.register(app)  # train, eval, classify, models list|promote|rollback
+
+
+def main() -> None:
+    """The console script: a configuration mistake is one line naming the variable, exit 2."""
+    from services.core.errors import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None

@@ -5,7 +5,7 @@ picks which agents this process runs. Topics are created first if missing. Stop 
 (SIGINT/SIGTERM): batches in flight are finished first (up to ``YUQING_STOP_GRACE_S``) and
 committed; one that cannot be finished in time (a backend down) is left uncommitted -- the
 process exits with status 75 -- and delivered again to the next worker, which is safe because
-every effect is idempotent (``services/app.py``, ``services/core/effects.py``).
+every effect is idempotent (``services/app.py``, ``services/stream/effects.py``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import typer
 from services.app import ROLE_CHOICES, create_app
 from services.core.config import Settings, get_settings
 from services.core.errors import BackendUnavailable
-from services.core.topics import ensure_topics
+from services.stream.topics import ensure_topics
 
 
 def run_worker(settings: Settings, role: str) -> None:

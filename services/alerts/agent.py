@@ -16,13 +16,13 @@ from redis.asyncio import Redis
 
 from services.alerts import rules
 from services.alerts.detector import AlertDetector
-from services.app import raw_topic
-from services.classify.agent import parse_batch
 from services.core.config import Settings
-from services.core.effects import finish_batch, until_durable
 from services.core.schemas import Alert, ScoredDoc
-from services.core.topics import Record, deliver
-from services.index.agent import build_sink, es_client
+from services.stream.batches import SINK_MAX_WAIT_S, SINK_TAKE, run_batches
+from services.stream.deadletter import parse_batch
+from services.stream.effects import until_durable
+from services.stream.es_bulk import EsWriter, es_client
+from services.stream.topics import Record, bytes_topic, deliver
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,18 @@ def alert_records(settings: Settings, alerts: list[Alert]) -> list[Record]:
 
 
 def register(app: faust.App, settings: Settings) -> None:
-    topic = raw_topic(app, settings.topic_docs_scored)
+    topic = bytes_topic(app, settings.topic_docs_scored)
 
     @app.agent(topic, name="alerts")
     async def alerts(stream: faust.StreamT) -> None:
         redis = Redis.from_url(settings.redis_url)
-        es = es_client(settings)
-        sink = build_sink(settings, es)
+        writer = EsWriter(es_client(settings.es_url), settings.es_index_prefix,
+                          alerts_index=settings.es_alerts_index)
         detector = build_detector(settings, redis)
         fired = 0
 
         async def handle(events) -> int:
-            docs, _dead = parse_batch(settings, events, ScoredDoc, "alerts")
+            docs, _dead = parse_batch(settings.topic_dlq, events, ScoredDoc, "alerts")
             good = [d for d in docs if d is not None]
             parts = [ev.message.partition
                      for d, ev in zip(docs, events, strict=True) if d is not None]
@@ -68,7 +68,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 await until_durable("alerts deliver",
                                     lambda f=found: deliver(app.producer,
                                                             alert_records(settings, f)))
-                await until_durable("alerts index", lambda f=found: sink.index_alerts(f))
+                await until_durable("alerts index", lambda f=found: writer.index_alerts(f))
                 for a in found:
                     log.warning("ALERT %s %s/%s %s: %d negative in window %s (z=%.1f)",
                                 a.alert_id, a.entity, a.topic, a.severity, a.negative_count,
@@ -77,10 +77,9 @@ def register(app: faust.App, settings: Settings) -> None:
             return len(found)
 
         try:
-            async for events in stream.take_events(settings.es_bulk_max_docs,
-                                                   within=settings.sink_max_wait_ms / 1000):
-                fired += await finish_batch("alerts", handle(events), settings.stop_grace_s)
+            fired = await run_batches(stream, "alerts", handle, take=SINK_TAKE,
+                                      within_s=SINK_MAX_WAIT_S, grace_s=settings.stop_grace_s)
         finally:
             log.info("alerts: %d alerts emitted", fired)
             await redis.aclose()
-            await es.close()
+            await writer.es.close()

@@ -18,9 +18,7 @@ Flow (every arrow is a Redis transaction on keys that share the subscription's h
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import os
 import random
@@ -29,317 +27,36 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.alerts import webhook
+from services.alerts.delivery_state import DELIVERY_LOG_MAX, DeliveryState, iso_time
 from services.alerts.egress import EgressPolicy, WebhookTargetRefused, WebhookTargetUnresolved
 from services.alerts.routing import (
-    Decision,
-    active_silence,
-    backoff_s,
-    decide,
-    fingerprint,
-    group_key,
     matches,
     retryable_status,
 )
 from services.alerts.subscriptions import Subscription, SubscriptionStore, WebhookChannelIn
-from services.core.aio import finish_despite_cancel, wait_event
-from services.core.errors import BackendError, BackendUnavailable
-from services.core.schemas import Alert, DeadLetter, SourceRef
+from services.core.aio import wait_event
+from services.core.backoff import backoff_s
+from services.core.errors import BackendError
+from services.core.schemas import Alert
 
 log = logging.getLogger(__name__)
 
-SEEN_TTL_S = 7 * 86400
-MAX_GROUP_ALERTS = 500
-
-# Take the lease if free, extend it if ours; 1 = we hold it.
-_LEASE_LUA = """
-local v = redis.call('GET', KEYS[1])
-if (not v) or v == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-@dataclass(frozen=True)
-class SubKeys:
-    """Redis keys of one subscription's delivery state; ``{sub:<id>}`` keeps them in one slot."""
-
-    groups: str       # hash entity -> pending group JSON
-    due: str          # zset entity -> epoch seconds the group is due
-    last: str         # hash "g:<entity>" / "f:<entity>|<topic>" -> epoch seconds of last send
-    seen: str         # zset alert_id -> epoch seconds routed (dedupe on Kafka re-read)
-    outbox: str       # hash delivery_id -> outbox item JSON (body, attempts)
-    outbox_due: str   # zset delivery_id -> epoch seconds of next try
-    log: str          # list of delivery log entries, newest first (capped)
-    dead: str         # list of dead-lettered outbox items, newest first (capped)
-    lease: str        # worker id holding the right to send for this subscription (PX ttl)
-
-    @classmethod
-    def of(cls, prefix: str, sub_id: str) -> SubKeys:
-        base = f"{prefix}:{{sub:{sub_id}}}"
-        return cls(*(f"{base}:{n}" for n in ("groups", "due", "last", "seen", "outbox",
-                                               "outbox:due", "log", "dead", "lease")))
-
-    def all(self) -> list[str]:
-        return [self.groups, self.due, self.last, self.seen, self.outbox, self.outbox_due,
-                self.log, self.dead, self.lease]
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-class DeliveryState:
-    """All reads and writes of delivery state; each method is one atomic Redis transaction."""
-
-    def __init__(self, redis: Redis, prefix: str, log_max: int = 1000) -> None:
-        self._redis = redis
-        self._prefix = prefix
-        self._log_max = log_max
-        self._lease = redis.register_script(_LEASE_LUA)
-        self._release = redis.register_script(_RELEASE_LUA)
-
-    def keys(self, sub_id: str) -> SubKeys:
-        return SubKeys.of(self._prefix, sub_id)
-
-    def _log(self, pipe: Any, k: SubKeys, entry: dict[str, Any]) -> None:
-        pipe.lpush(k.log, _dumps(entry))
-        pipe.ltrim(k.log, 0, self._log_max - 1)
-
-    async def acquire(self, sub_id: str, worker_id: str, ttl_s: float) -> bool:
-        """Hold (or keep holding) the right to send for a subscription: with several delivery
-        workers only one sends a given subscription's deliveries at a time. A crashed holder's
-        lease lapses after ``ttl_s``."""
-        try:
-            return bool(await self._lease(keys=[self.keys(sub_id).lease],
-                                          args=[worker_id, int(ttl_s * 1000)]))
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-
-    async def release(self, sub_id: str, worker_id: str) -> None:
-        try:
-            await self._release(keys=[self.keys(sub_id).lease], args=[worker_id])
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-
-    async def route(self, sub: Subscription, alert: Alert, now: float) -> Decision:
-        """Put the alert into the subscription's pending group for its entity (or log why not)."""
-        k = self.keys(sub.id)
-        gk, fp = group_key(alert), fingerprint(alert)
-        alert_json = alert.model_dump(mode="json")
-
-        async def tx(pipe: Any) -> Decision:
-            seen = await pipe.zscore(k.seen, alert.alert_id) is not None
-            raw_group = await pipe.hget(k.groups, gk)
-            last_g, last_fp = await pipe.hmget(k.last, f"g:{gk}", f"f:{fp}")
-            group = json.loads(raw_group) if raw_group else None
-            d = decide(sub, alert, datetime.fromtimestamp(now, UTC), seen=seen,
-                       group_due_at=group["due_at"] if group else None,
-                       last_group_sent=float(last_g) if last_g else None,
-                       last_fingerprint_sent=float(last_fp) if last_fp else None)
-            pipe.multi()
-            if d.outcome == "duplicate":
-                pipe.zscore(k.seen, alert.alert_id)
-                return d
-            pipe.zadd(k.seen, {alert.alert_id: now})
-            pipe.zremrangebyscore(k.seen, "-inf", now - SEEN_TTL_S)
-            if d.outcome == "opened":
-                group = {"group_id": uuid.uuid4().hex, "entity": gk, "opened_at": now,
-                         "due_at": d.due_at, "alerts": [alert_json], "dropped": 0}
-                pipe.hset(k.groups, gk, _dumps(group))
-                pipe.zadd(k.due, {gk: d.due_at})
-            elif d.outcome == "joined" and group is not None:
-                if len(group["alerts"]) < MAX_GROUP_ALERTS:
-                    group["alerts"].append(alert_json)
-                else:
-                    group["dropped"] = group.get("dropped", 0) + 1
-                pipe.hset(k.groups, gk, _dumps(group))
-            else:
-                self._log(pipe, k, {"ts": _iso(now), "status": d.outcome, "entity": gk,
-                                    "alert_ids": [alert.alert_id], "reason": d.reason})
-            return d
-
-        try:
-            return await self._redis.transaction(tx, k.seen, k.groups, k.last,
-                                                 value_from_callable=True)
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-
-    async def flush_due(self, sub: Subscription, now: float) -> list[str]:
-        """Move groups whose wait is over into the outbox; returns the new delivery ids."""
-        k = self.keys(sub.id)
-        try:
-            due = await self._redis.zrangebyscore(k.due, "-inf", now, start=0, num=100)
-            out = []
-            for raw_gk in due:
-                gk = raw_gk.decode() if isinstance(raw_gk, bytes) else raw_gk
-                delivery_id = await self._redis.transaction(
-                    lambda pipe, gk=gk: self._flush_one(pipe, sub, k, gk, now), k.groups, k.due,
-                    value_from_callable=True)
-                if delivery_id:
-                    out.append(delivery_id)
-            return out
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-
-    async def _flush_one(self, pipe: Any, sub: Subscription, k: SubKeys, gk: str,
-                         now: float) -> str | None:
-        raw = await pipe.hget(k.groups, gk)
-        pipe.multi()
-        pipe.zrem(k.due, gk)
-        if not raw:
-            return None
-        pipe.hdel(k.groups, gk)
-        group = json.loads(raw)
-        when = datetime.fromtimestamp(now, UTC)
-        keep, muted = [], []
-        for a in group["alerts"]:
-            silenced = active_silence(sub.silences, Alert.model_validate(a), when)
-            (muted if silenced else keep).append(a)
-        if muted:  # a silence created while the group was waiting still applies
-            self._log(pipe, k, {"ts": _iso(now), "status": "silenced", "entity": gk,
-                                "alert_ids": [a["alert_id"] for a in muted],
-                                "reason": "silenced before the group was sent"})
-        if not keep:
-            return None
-        delivery_id = group["group_id"]
-        body = {
-            "version": "1",
-            "delivery_id": delivery_id,
-            "subscription": {"id": sub.id, "name": sub.name},
-            "group": {"entity": gk},
-            "opened_at": _iso(group["opened_at"]),
-            "alert_count": len(keep) + group.get("dropped", 0),
-            "alerts": keep,
-        }
-        item = {"delivery_id": delivery_id, "entity": gk,
-                "alert_ids": [a["alert_id"] for a in keep],
-                "body": _dumps(body), "attempts": 0, "created_at": now, "last_error": None}
-        pipe.hset(k.outbox, delivery_id, _dumps(item))
-        pipe.zadd(k.outbox_due, {delivery_id: now})
-        last = {f"g:{gk}": now}
-        for a in keep:
-            last[f"f:{gk}|{a.get('topic', '*')}"] = now
-        pipe.hset(k.last, mapping=last)
-        self._log(pipe, k, {"ts": _iso(now), "status": "queued", "delivery_id": delivery_id,
-                            "entity": gk, "alert_ids": item["alert_ids"]})
-        return delivery_id
-
-    async def due_items(self, sub_id: str, now: float, limit: int = 20) -> list[dict[str, Any]]:
-        k = self.keys(sub_id)
-        try:
-            ids = await self._redis.zrangebyscore(k.outbox_due, "-inf", now, start=0, num=limit)
-            if not ids:
-                return []
-            raws = await self._redis.hmget(k.outbox, ids)
-            missing = [i for i, r in zip(ids, raws, strict=True) if r is None]
-            if missing:
-                await self._redis.zrem(k.outbox_due, *missing)
-            return [json.loads(r) for r in raws if r is not None]
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-
-    async def begin_attempt(self, sub_id: str, item: dict[str, Any]) -> int:
-        """Count the try durably before sending, so a crash loop cannot retry forever."""
-        k = self.keys(sub_id)
-        item["attempts"] = int(item.get("attempts", 0)) + 1
-        try:
-            await self._redis.hset(k.outbox, item["delivery_id"], _dumps(item))
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-        return item["attempts"]
-
-    async def finish(self, sub_id: str, item: dict[str, Any], entry: dict[str, Any], *,
-                     next_at: float | None = None, dead: bool = False) -> None:
-        """Record the outcome of a try: delivered (default), retry at ``next_at``, or dead."""
-        k = self.keys(sub_id)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if next_at is not None:
-                    item["last_error"] = entry.get("error")
-                    pipe.hset(k.outbox, item["delivery_id"], _dumps(item))
-                    pipe.zadd(k.outbox_due, {item["delivery_id"]: next_at})
-                else:
-                    pipe.hdel(k.outbox, item["delivery_id"])
-                    pipe.zrem(k.outbox_due, item["delivery_id"])
-                    if dead:
-                        pipe.lpush(k.dead, _dumps({**item, "dead_at": entry["ts"],
-                                                   "last_error": entry.get("error")}))
-                        pipe.ltrim(k.dead, 0, self._log_max - 1)
-                self._log(pipe, k, entry)
-                await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-
-    async def next_wake(self, sub_id: str) -> float | None:
-        k = self.keys(sub_id)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zrange(k.due, 0, 0, withscores=True)
-                pipe.zrange(k.outbox_due, 0, 0, withscores=True)
-                a, b = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-        times = [s for _, s in a + b]
-        return min(times) if times else None
-
-    async def read_log(self, sub_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
-        return await self._read_list(self.keys(sub_id).log, offset, limit)
-
-    async def read_dead(self, sub_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
-        items, total = await self._read_list(self.keys(sub_id).dead, offset, limit)
-        for it in items:  # the body is what was sent; keep the response small
-            it.pop("body", None)
-        return items, total
-
-    async def _read_list(self, key: str, offset: int, limit: int) -> tuple[list[dict], int]:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.lrange(key, offset, offset + limit - 1)
-                pipe.llen(key)
-                raws, total = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-        return [json.loads(r) for r in raws], int(total)
-
-    async def pending(self, sub_id: str) -> dict[str, int]:
-        k = self.keys(sub_id)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hlen(k.groups)
-                pipe.hlen(k.outbox)
-                pipe.llen(k.dead)
-                groups, outbox, dead = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
-        return {"pending_groups": int(groups), "outbox": int(outbox), "dead_letters": int(dead)}
-
-    async def purge(self, sub_id: str) -> None:
-        try:
-            await self._redis.delete(*self.keys(sub_id).all())
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
+# Retries: 2 s, 4 s, ... capped at 10 minutes (with jitter, services.core.backoff), so six
+# tries span about a minute and a receiver down for a deploy still gets its deliveries.
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 600.0
+# Longest a subscription's sender sleeps before re-checking due work (it is also woken at
+# once when an alert is routed to it).
+POLL_S = 1.0
 
 
 class DeliveryMetrics:
@@ -370,8 +87,9 @@ class DeliveryEngine:
 
     def __init__(self, redis: Redis, prefix: str, *, http: httpx.AsyncClient,
                  producer: AIOKafkaProducer | None = None, max_attempts: int = 6,
-                 backoff_base_s: float = 2.0, backoff_max_s: float = 600.0,
-                 timeout_s: float = 10.0, poll_s: float = 1.0, log_max: int = 1000,
+                 backoff_base_s: float = BACKOFF_BASE_S, backoff_max_s: float = BACKOFF_MAX_S,
+                 timeout_s: float = 10.0, poll_s: float = POLL_S,
+                 log_max: int = DELIVERY_LOG_MAX,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  metrics: DeliveryMetrics | None = None,
                  egress: EgressPolicy | None = None,
@@ -505,7 +223,7 @@ class DeliveryEngine:
         result = await self._send(sub, item, attempt)
         now = self._clock()
         self.metrics.seconds.observe(max(0.0, now - started))
-        entry: dict[str, Any] = {"ts": _iso(now), "delivery_id": item["delivery_id"],
+        entry: dict[str, Any] = {"ts": iso_time(now), "delivery_id": item["delivery_id"],
                                  "entity": item["entity"], "alert_ids": item["alert_ids"],
                                  "attempt": attempt, "http_status": result.status,
                                  "error": result.error,
@@ -517,7 +235,7 @@ class DeliveryEngine:
             self.metrics.tries.labels("retry").inc()
             delay = backoff_s(attempt, *self._backoff, rng=self._rng)
             await self.state.finish(sub.id, item, {**entry, "status": "retry",
-                                                   "next_try_at": _iso(now + delay)},
+                                                   "next_try_at": iso_time(now + delay)},
                                     next_at=now + delay)
         else:
             self.metrics.tries.labels("dead").inc()
@@ -562,77 +280,3 @@ class DeliveryEngine:
         except (KafkaError, TimeoutError) as exc:
             return SendResult(False, True, error=type(exc).__name__)
         return SendResult(True, False)
-
-
-class AlertConsumer:
-    """Consumes alerts and routes them; commits offsets only after routing is durable.
-
-    A message that is not a valid :class:`Alert` is kept as a :class:`DeadLetter` on the DLQ
-    topic (stage ``deliver``) before its offset is committed.
-    """
-
-    def __init__(self, engine: DeliveryEngine, *, bootstrap: str, topic: str, group_id: str,
-                 dlq_topic: str, producer: AIOKafkaProducer, from_beginning: bool = False,
-                 retry_s: float = 2.0) -> None:
-        self._engine = engine
-        self._producer = producer
-        self._dlq_topic = dlq_topic
-        self._topic = topic
-        self._retry_s = retry_s
-        self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest")
-        self._stopping = asyncio.Event()
-        self.routed = 0
-
-    async def run(self) -> None:
-        try:
-            # inside the try: a group consumer's start() waits for its first assignment, and a
-            # stop during that wait must still close what start() had opened
-            await self._consumer.start()
-            while not self._stopping.is_set():
-                batch = await self._consumer.getmany(timeout_ms=500, max_records=200)
-                if not batch:
-                    continue
-                try:
-                    for records in batch.values():
-                        for rec in records:
-                            await self._handle(rec)
-                    await self._consumer.commit()
-                except (BackendError, KafkaError) as exc:
-                    log.warning("routing failed, will re-read from the last commit: %s", exc)
-                    await self._rewind()
-                    await wait_event(self._stopping, self._retry_s)
-        finally:
-            await finish_despite_cancel(self._consumer.stop())
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def _rewind(self) -> None:
-        for tp in self._consumer.assignment():
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
-
-    async def _handle(self, rec: Any) -> None:
-        try:
-            alert = Alert.model_validate_json(rec.value)
-        except ValidationError as exc:
-            bad_json = any(e["type"] == "json_invalid" for e in exc.errors())
-            await self._dead_letter(rec, "invalid_json" if bad_json else "schema", str(exc))
-            return
-        await self._engine.handle_alert(alert)
-        self.routed += 1
-
-    async def _dead_letter(self, rec: Any, reason: str, error: str) -> None:
-        dl = DeadLetter(reason=reason, error=error[:2000], stage="deliver",
-                        original_b64=base64.b64encode(rec.value or b"").decode(),
-                        key_b64=base64.b64encode(rec.key).decode() if rec.key else None,
-                        origin=SourceRef(topic=rec.topic, partition=rec.partition,
-                                         offset=rec.offset),
-                        failed_at=datetime.now(UTC))
-        await self._producer.send_and_wait(self._dlq_topic, dl.model_dump_json().encode(),
-                                           key=rec.key)

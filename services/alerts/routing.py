@@ -7,7 +7,6 @@ without clocks or servers.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -110,16 +109,6 @@ def first_send_at(now: float, group_wait_s: float, group_interval_s: float,
     if last_group_sent is not None:
         due = max(due, last_group_sent + group_interval_s)
     return due
-
-
-def backoff_s(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
-    """Delay before try ``attempt + 1`` after ``attempt`` failed tries: exponential with "equal
-    jitter" (half fixed, half random), so retries spread out but still grow."""
-    if attempt < 1:
-        return 0.0
-    cap = min(max_s, base_s * (2 ** (attempt - 1)))
-    r = (rng or random).random()
-    return cap / 2 + r * cap / 2
 
 
 def retryable_status(status: int) -> bool:

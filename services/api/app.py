@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from services.alerts.delivery import DeliveryState
+from services.alerts.delivery_state import DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
 from services.api.auth import KeyStore
 from services.api.feedback import FeedbackStore
@@ -50,9 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
         st.redis, st.es, st.kafka = redis, es, kafka
         st.keys = KeyStore(redis, settings.redis_prefix)
         st.subs = SubscriptionStore(redis, settings.redis_prefix)
-        st.delivery = DeliveryState(redis, settings.redis_prefix, settings.deliver_log_max)
+        st.delivery = DeliveryState(redis, settings.redis_prefix)
         st.trends = TrendStore(redis, settings.redis_prefix, settings.trends_retention_h * 3600)
-        st.feedback = FeedbackStore(redis, settings.redis_prefix, settings.feedback_stream_maxlen)
+        st.feedback = FeedbackStore(redis, settings.redis_prefix)
         st.entities = EntityResolver(linker, es, settings.es_index_prefix)
         try:
             yield

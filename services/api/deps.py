@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Query, Request, Security
 from fastapi.security import APIKeyHeader
 from redis.asyncio import Redis
 
-from services.alerts.delivery import DeliveryState
+from services.alerts.delivery_state import DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
 from services.api.auth import ApiKey, KeyStore
 from services.api.feedback import FeedbackStore

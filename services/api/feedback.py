@@ -17,9 +17,13 @@ from redis.exceptions import RedisError
 from services.core.errors import BackendUnavailable
 from services.core.schemas import Feedback
 
+# Analyst labels kept in the Redis stream (approximate cap, XADD MAXLEN ~): years of a busy
+# desk's corrections; the Kafka labels topic keeps the full history for retraining.
+FEEDBACK_STREAM_MAXLEN = 1_000_000
+
 
 class FeedbackStore:
-    def __init__(self, redis: Redis, prefix: str, maxlen: int = 1_000_000) -> None:
+    def __init__(self, redis: Redis, prefix: str, maxlen: int = FEEDBACK_STREAM_MAXLEN) -> None:
         self._redis = redis
         self.key = f"{prefix}:feedback"
         self._maxlen = maxlen

@@ -1,6 +1,6 @@
 """Classify agent: ``docs.clean`` micro-batches -> inference worker -> ``docs.scored``.
 
-``stream.take_events(TAKE_DOCS, within=classify_max_wait_ms)`` collects a batch (the
+``stream.take_events(TAKE_DOCS, within=CLASSIFY_MAX_WAIT_S)`` collects a batch (the
 time bound keeps a quiet stream's documents from waiting for company); the batch's texts go
 to the :class:`~services.classify.scorer.Scorer` (the in-process inference worker, whose model
 runs in a thread, off the event loop). Scored documents carry the model version. A text the
@@ -16,16 +16,14 @@ import contextlib
 import logging
 
 import faust
-from pydantic import ValidationError
 
-from services.app import raw_topic
 from services.classify.scorer import ScoreError, Scorer
 from services.core.config import Settings
-from services.core.effects import die, finish_batch, until_durable
-from services.core.schemas import CleanDoc, ScoredDoc, SourceRef, utcnow
-from services.core.topics import Record, deliver, dlq_record
-from services.ingest.agent import clean_key
-from services.ingest.pipeline import dead_letter
+from services.core.schemas import CleanDoc, ScoredDoc, utcnow
+from services.stream.batches import run_batches
+from services.stream.deadletter import parse_batch, reject
+from services.stream.effects import die, until_durable
+from services.stream.topics import Record, bytes_topic, deliver, doc_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +48,8 @@ async def open_scorer(settings: Settings) -> tuple[Scorer, contextlib.AsyncExitS
 
 def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],
                         results) -> list[Record]:
+    """docs.scored records for the parsed documents, DLQ records for the ones the model
+    refused; ``results`` has one entry per non-None doc, in order."""
     now = utcnow()
     records: list[Record] = []
     it = iter(results)
@@ -57,33 +57,14 @@ def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],
         if doc is None:
             continue
         res = next(it)
-        m = ev.message
         if isinstance(res, ScoreError):
-            origin = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
-            dl = dead_letter(m.value, m.key, origin, res.reason, res.message, stage="classify")
-            records.append(dlq_record(settings.topic_dlq, dl))
+            records.append(reject(settings.topic_dlq, ev.message, res.reason, res.message,
+                                  "classify"))
             continue
         scored = ScoredDoc(**doc.model_dump(), sentiment=res.to_sentiment(), classified_at=now)
-        records.append((settings.topic_docs_scored, clean_key(doc),
+        records.append((settings.topic_docs_scored, doc_key(doc),
                         scored.model_dump_json().encode()))
     return records
-
-
-def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, list[Record]]:
-    """Parse each event's value as ``model``; unparsable ones become DLQ records (None slot)."""
-    docs: list = []
-    dead: list[Record] = []
-    for ev in events:
-        m = ev.message
-        try:
-            docs.append(model.model_validate_json(m.value))
-        except (ValidationError, ValueError, TypeError) as exc:
-            origin = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
-            dl = dead_letter(m.value, m.key, origin, "schema", f"not a {model.__name__}: {exc}",
-                             stage=stage)
-            dead.append(dlq_record(settings.topic_dlq, dl))
-            docs.append(None)
-    return docs, dead
 
 
 # ``classify_actors`` actors share the process's one inference worker. Faust stops filling an
@@ -93,7 +74,7 @@ def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, li
 # produce->searchable 3.2-4.1 s at half load). With four, some actor is always taking while
 # others wait, and the worker merges their submissions into its own batches (p99 2.5-2.7 s;
 # bench/pipeline.py, docs/pipeline.md). Each actor acks only its own batch, so one partition's
-# acks arrive out of order; services/core/faust_commits.py keeps Faust from committing past
+# acks arrive out of order; services/stream/faust_commits.py keeps Faust from committing past
 # an offset another actor still holds, so the overlap does not weaken the guarantee.
 # Documents per take at most: the inference worker pipelines tokenisation and forward passes
 # within one submission, so handing it many forward batches' worth at once keeps the model
@@ -101,6 +82,9 @@ def parse_batch(settings: Settings, events, model, stage: str) -> tuple[list, li
 # 256 to 512 documents, bench/pipeline.py on the 2-core box; 1,024 since). A quiet stream's
 # takes are cut by the time bound instead.
 TAKE_DOCS = 1024
+# Longest a document waits for its take to fill when the stream is quiet (at load takes fill
+# by count): 50 ms, measured with the four actors above (docs/pipeline.md).
+CLASSIFY_MAX_WAIT_S = 0.050
 
 
 class _SharedScorer:
@@ -129,11 +113,11 @@ class _SharedScorer:
 
 
 def register(app: faust.App, settings: Settings) -> None:
-    topic = raw_topic(app, settings.topic_docs_clean)
+    topic = bytes_topic(app, settings.topic_docs_clean)
     shared = _SharedScorer(settings)
 
     async def handle(scorer: Scorer, events) -> None:
-        docs, records = parse_batch(settings, events, CleanDoc, "classify")
+        docs, records = parse_batch(settings.topic_dlq, events, CleanDoc, "classify")
         texts = [d.text for d in docs if d is not None]
         try:
             results = await scorer.submit_many(texts) if texts else []
@@ -150,13 +134,16 @@ def register(app: faust.App, settings: Settings) -> None:
         except Exception as exc:  # noqa: BLE001 - no model: nothing can be processed
             die("classify: loading the model", exc)
             return
+        async def handle_counted(events) -> int:
+            await handle(scorer, events)
+            return 1
+
         batches = 0
         try:
-            async for events in stream.take_events(TAKE_DOCS,
-                                                   within=settings.classify_max_wait_ms / 1000):
-                await finish_batch("classify", handle(scorer, events), settings.stop_grace_s)
-                batches += 1
-                await scorer.wait_for_room(TAKE_DOCS)
+            batches = await run_batches(stream, "classify", handle_counted, take=TAKE_DOCS,
+                                        within_s=CLASSIFY_MAX_WAIT_S,
+                                        grace_s=settings.stop_grace_s,
+                                        after=lambda: scorer.wait_for_room(TAKE_DOCS))
         finally:
             log.info("classify: %d batches", batches)
             await shared.release()

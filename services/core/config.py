@@ -4,166 +4,149 @@ Components never call ``os.environ``: they receive plain values (a bootstrap str
 a topic name) from a :class:`Settings` built once at process start. That keeps every stage
 testable with explicit arguments and makes this file the single list of knobs, which the
 README's configuration table is checked against (``tests/unit/core/test_config.py``).
+
+Every field is read from ``YUQING_<FIELD>`` (two keep their historical short names). Only
+what an operator has a reason to vary is a setting: tuning constants that nobody varies
+(batch windows, fetch sizes, pool sizes) live as named constants beside the code they tune,
+with the measurement that chose them. Every name yuqing gives to topics, consumer groups,
+indices and Redis keys derives from one ``namespace`` (the properties below), so a test, the
+demo or a second deployment on the same cluster never touches another's data.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.errors import ConfigError
 
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
+ENV_PREFIX = "YUQING_"
 
 
 class Settings(BaseSettings):
-    """Runtime configuration. Every field is read from the environment variable in its alias."""
+    """Runtime configuration (``YUQING_<FIELD>``, see the README's table)."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=None, extra="ignore",
+                                      populate_by_name=True, frozen=True)
 
     # -- connections
-    kafka_bootstrap: str = Field("127.0.0.1:9092", validation_alias=_env("YUQING_KAFKA_BOOTSTRAP"),
-                                 description="Kafka bootstrap servers, comma separated.")
-    es_url: str = Field("http://127.0.0.1:9200", validation_alias=_env("YUQING_ES_URL"),
-                        description="Elasticsearch URL.")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("YUQING_REDIS_URL"),
-                           description="Redis URL.")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
 
-    # -- topics
-    topic_news_raw: str = Field("yuqing.news.raw", validation_alias=_env("YUQING_TOPIC_NEWS_RAW"),
-                                description="Raw news input topic.")
-    topic_comments_raw: str = Field("yuqing.comments.raw", validation_alias=_env("YUQING_TOPIC_COMMENTS_RAW"),
-                                    description="Raw comments input topic.")
-    topic_docs_clean: str = Field("yuqing.docs.clean", validation_alias=_env("YUQING_TOPIC_DOCS_CLEAN"),
-                                  description="Validated, linked documents (keyed by primary entity).")
-    topic_docs_scored: str = Field("yuqing.docs.scored", validation_alias=_env("YUQING_TOPIC_DOCS_SCORED"),
-                                   description="Documents with sentiment.")
-    topic_alerts: str = Field("yuqing.alerts", validation_alias=_env("YUQING_TOPIC_ALERTS"),
-                              description="Spike alerts.")
-    topic_dlq: str = Field("yuqing.dlq", validation_alias=_env("YUQING_TOPIC_DLQ"),
-                           description="Dead-letter topic: rejected input with its reason.")
-    topic_labels: str = Field("yuqing.labels", validation_alias=_env("YUQING_TOPIC_LABELS"),
-                              description="Analysts' corrected labels (feedback for retraining).")
-    topic_partitions: int = Field(4, validation_alias=_env("YUQING_TOPIC_PARTITIONS"),
-                                  description="Partitions for topics yuqing creates.")
+    # -- one namespace for every name yuqing gives to things it creates (see Names below)
+    namespace: str = Field("yuqing", pattern=r"^[a-z0-9][a-z0-9._-]{0,79}$",
+                           description="Names topics (<ns>.news.raw, <ns>.docs.clean, ...), consumer groups (<ns>-<role>), Elasticsearch indices (<ns>-docs-*, <ns>-alerts) and Redis keys (<ns>:...); one value per deployment, tests and the demo each use their own.")
+    topic_partitions: int = Field(4, description="Partitions for topics yuqing creates.")
 
     # -- stream processing
-    app_id: str = Field("yuqing", validation_alias=_env("YUQING_APP_ID"),
-                        description="Faust application id (consumer group prefix).")
-    data_dir: Path = Field(Path("var"), validation_alias=_env("YUQING_DATA_DIR"),
-                           description="Local state folder (Faust tables, delivery state).")
-    max_message_bytes: int = Field(1_000_000, validation_alias=_env("YUQING_MAX_MESSAGE_BYTES"),
-                                   description="Larger raw messages go to the DLQ.")
-    max_text_chars: int = Field(20_000, validation_alias=_env("YUQING_MAX_TEXT_CHARS"),
-                                description="Normalised text is cut to this many characters.")
-    watchlist_path: Path | None = Field(None, validation_alias=_env("YUQING_WATCHLIST"),
+    data_dir: Path = Field(Path("var"), description="Local state folder (Faust tables, delivery state).")
+    max_message_bytes: int = Field(1_000_000, description="Larger raw messages go to the DLQ.")
+    watchlist_path: Path | None = Field(None, validation_alias=AliasChoices("YUQING_WATCHLIST"),
                                         description="Watchlist file (company names/aliases to tickers); default: the shipped example.")
-    taxonomy_path: Path | None = Field(None, validation_alias=_env("YUQING_TAXONOMY"),
+    taxonomy_path: Path | None = Field(None, validation_alias=AliasChoices("YUQING_TAXONOMY"),
                                        description="Topic taxonomy file; default: the shipped taxonomy.")
-    dedup_window_s: int = Field(6 * 3600, validation_alias=_env("YUQING_DEDUP_WINDOW_S"),
-                                description="Duplicates of a story within this window are dropped and counted.")
+    dedup_window_s: int = Field(6 * 3600, description="Duplicates of a story within this window are dropped and counted.")
 
     # -- classification
-    model_registry: Path = Field(Path("var/models"), validation_alias=_env("YUQING_MODEL_REGISTRY"),
-                                 description="Model registry folder (versions and the production pointer).")
-    model_path: Path | None = Field(None, validation_alias=_env("YUQING_MODEL_PATH"),
-                                    description="Serve this checkpoint folder instead of the registry's production version.")
-    device: str = Field("auto", validation_alias=_env("YUQING_DEVICE"),
-                        description="Inference device: auto, cpu or cuda.")
-    classify_max_batch: int = Field(0, validation_alias=_env("YUQING_CLASSIFY_MAX_BATCH"),
-                                    description="Most documents per inference batch; 0: auto (64 on CPU, 256 on CUDA).")
-    classify_max_tokens: int = Field(16_384, validation_alias=_env("YUQING_CLASSIFY_MAX_TOKENS"),
-                                     description="Most padded tokens per inference batch.")
-    ingest_max_wait_ms: int = Field(100, validation_alias=_env("YUQING_INGEST_MAX_WAIT_MS"),
-                                    description="Longest a raw item waits for its ingest batch to fill (larger batches: less CPU per item).")
-    classify_max_wait_ms: int = Field(50, validation_alias=_env("YUQING_CLASSIFY_MAX_WAIT_MS"),
-                                      description="Longest a document waits for its batch to fill (larger batches: less CPU per item).")
-    classify_actors: int = Field(4, ge=1, le=16, validation_alias=_env("YUQING_CLASSIFY_ACTORS"),
-                                 description="Classify agent actors per process sharing its one inference worker: while some wait for results, others fill the next batch.")
-    classify_queue_size: int = Field(4096, validation_alias=_env("YUQING_CLASSIFY_QUEUE_SIZE"),
-                                     description="Bounded inference queue; when full, consumption pauses.")
-    model_poll_s: float = Field(5.0, validation_alias=_env("YUQING_MODEL_POLL_S"),
-                                description="How often the worker checks the registry's production pointer.")
-    classify_backend: str = Field("auto", validation_alias=_env("YUQING_CLASSIFY_BACKEND"),
-                                  description="CPU inference backend: auto (picked per host), fp32, int8 or onnx. CUDA runs bf16.")
-    classify_forward_threads: int = Field(0, validation_alias=_env("YUQING_CLASSIFY_FORWARD_THREADS"),
-                                          description="CPU: batches run side by side, the cores split between them; 0: auto (one per core, at most 4).")
-    classify_tokenizer_threads: int = Field(2, validation_alias=_env("YUQING_CLASSIFY_TOKENIZER_THREADS"),
-                                            description="Threads tokenising ahead of the forward pass.")
-    classify_tokenizer_processes: int = Field(0, validation_alias=_env("YUQING_CLASSIFY_TOKENIZER_PROCESSES"),
-                                              description="Tokenise in this many processes instead of threads (GPU hosts with many cores); 0: threads.")
-    classify_cache_size: int = Field(50_000, validation_alias=_env("YUQING_CLASSIFY_CACHE_SIZE"),
-                                     description="Repeated texts whose token ids are cached (0 turns the cache off).")
-    classify_compile: str | None = Field(None, validation_alias=_env("YUQING_CLASSIFY_COMPILE"),
-                                         description="torch.compile mode for the CUDA path (e.g. reduce-overhead); unset: off.")
+    model_registry: Path = Field(Path("var/models"), description="Model registry folder (versions and the production pointer).")
+    model_path: Path | None = Field(None, description="Serve this checkpoint folder instead of the registry's production version.")
+    device: str = Field("auto", description="Inference device: auto, cpu or cuda.")
+    classify_max_batch: int = Field(0, description="Most documents per inference batch; 0: auto (64 on CPU, 256 on CUDA).")
+    classify_actors: int = Field(4, ge=1, le=16, description="Classify agent actors per process sharing its one inference worker: while some wait for results, others fill the next batch.")
+    model_poll_s: float = Field(5.0, description="How often the worker checks the registry's production pointer.")
+    classify_backend: str = Field("auto", description="CPU inference backend: auto (picked per host), fp32, int8 or onnx. CUDA runs bf16.")
+    classify_forward_threads: int = Field(0, description="CPU: batches run side by side, the cores split between them; 0: auto (one per core, at most 4).")
+    classify_compile: str | None = Field(None, description="torch.compile mode for the CUDA path (e.g. reduce-overhead); unset: off.")
 
-    kafka_fetch_min_bytes: int = Field(65_536, ge=1, validation_alias=_env("YUQING_KAFKA_FETCH_MIN_BYTES"),
-                                       description="Stream consumers: a fetch waits for this many bytes...")
-    kafka_fetch_max_wait_ms: int = Field(100, ge=1, validation_alias=_env("YUQING_KAFKA_FETCH_MAX_WAIT_MS"),
-                                         description="...or this long (fewer, fuller fetches: less CPU per message).")
-    sink_max_wait_ms: int = Field(150, validation_alias=_env("YUQING_SINK_MAX_WAIT_MS"),
-                                  description="Longest a scored document waits before the sinks write its batch.")
-    stop_grace_s: float = Field(30.0, ge=0, validation_alias=_env("YUQING_STOP_GRACE_S"),
-                                description="A stopping worker finishes its batches in flight for up to this long; past it, it exits without committing them (they are processed again).")
-    worker_role: str = Field("all", validation_alias=_env("YUQING_WORKER_ROLE"),
-                             description="Default `yuqing worker` role: ingest, classify, sink, alerts or all.")
+    stop_grace_s: float = Field(30.0, ge=0, description="A stopping worker finishes its batches in flight for up to this long; past it, it exits without committing them (they are processed again).")
+    worker_role: str = Field("all", description="Default `yuqing worker` role: ingest, classify, sink, alerts or all.")
 
     # -- trends (Redis)
-    redis_prefix: str = Field("yq", validation_alias=_env("YUQING_REDIS_PREFIX"),
-                              description="Prefix of every Redis key yuqing writes.")
-    trends_retention_h: int = Field(48, validation_alias=_env("YUQING_TRENDS_RETENTION_H"),
-                                    description="Minute buckets expire after this many hours.")
+    trends_retention_h: int = Field(48, description="Minute buckets expire after this many hours.")
 
     # -- index (Elasticsearch)
-    es_index_prefix: str = Field("yuqing-docs", validation_alias=_env("YUQING_ES_INDEX_PREFIX"),
-                                 description="Daily document indices are <prefix>-YYYY.MM.DD; the alias is <prefix>.")
-    es_alerts_index: str = Field("yuqing-alerts", validation_alias=_env("YUQING_ES_ALERTS_INDEX"),
-                                 description="Index holding alerts (for Kibana and the API).")
-    es_retention_days: int = Field(30, validation_alias=_env("YUQING_ES_RETENTION_DAYS"),
-                                   description="Daily indices older than this are deleted by the retention job.")
-    es_bulk_max_docs: int = Field(500, validation_alias=_env("YUQING_ES_BULK_MAX_DOCS"),
-                                  description="Most documents per bulk request.")
+    es_retention_days: int = Field(30, description="Daily indices older than this are deleted by the retention job.")
 
     # -- alerts
-    alert_min_count: int = Field(5, validation_alias=_env("YUQING_ALERT_MIN_COUNT"),
-                                 description="A window needs at least this many negative documents to alert.")
-    alert_cooldown_s: int = Field(900, validation_alias=_env("YUQING_ALERT_COOLDOWN_S"),
-                                  description="No repeat alert for the same entity/topic within this time.")
-    alert_window_s: int = Field(300, validation_alias=_env("YUQING_ALERT_WINDOW_S"),
-                                description="Spike detection window.")
+    alert_min_count: int = Field(5, description="A window needs at least this many negative documents to alert.")
+    alert_cooldown_s: int = Field(900, description="No repeat alert for the same entity/topic within this time.")
+    alert_window_s: int = Field(300, description="Spike detection window.")
 
-    alert_warmup_windows: int = Field(6, validation_alias=_env("YUQING_ALERT_WARMUP_WINDOWS"),
-                                      description="Windows of history a series needs before it may alert.")
-    alert_lateness_s: int = Field(60, validation_alias=_env("YUQING_ALERT_LATENESS_S"),
-                                  description="A window closes (joins the baseline) this long after its end, in event time.")
+    alert_warmup_windows: int = Field(6, description="Windows of history a series needs before it may alert.")
+    alert_lateness_s: int = Field(60, description="A window closes (joins the baseline) this long after its end, in event time.")
 
     # -- HTTP API
-    api_host: str = Field("127.0.0.1", validation_alias=_env("YUQING_API_HOST"), description="API bind address.")
-    api_port: int = Field(8080, validation_alias=_env("YUQING_API_PORT"), description="API port.")
-    api_max_range_days: int = Field(90, validation_alias=_env("YUQING_API_MAX_RANGE_DAYS"),
-                                    description="Longest time range a trends/alerts/documents query may span.")
-    feedback_stream_maxlen: int = Field(1_000_000, validation_alias=_env("YUQING_FEEDBACK_STREAM_MAXLEN"),
-                                        description="Analyst labels kept in the Redis feedback stream (approximate cap).")
+    api_host: str = Field("127.0.0.1", description="API bind address.")
+    api_port: int = Field(8080, description="API port.")
+    api_max_range_days: int = Field(90, description="Longest time range a trends/alerts/documents query may span.")
 
     # -- alert delivery (subscriptions, webhooks)
-    deliver_group_id: str = Field("yuqing-deliver", validation_alias=_env("YUQING_DELIVER_GROUP_ID"),
-                                  description="Kafka consumer group of the delivery worker (`yuqing deliver`).")
-    deliver_max_attempts: int = Field(6, validation_alias=_env("YUQING_DELIVER_MAX_ATTEMPTS"),
-                                      description="Webhook tries before a delivery becomes a dead letter.")
-    deliver_backoff_base_s: float = Field(2.0, validation_alias=_env("YUQING_DELIVER_BACKOFF_BASE_S"),
-                                          description="First retry delay; doubles each try (with jitter).")
-    deliver_backoff_max_s: float = Field(600.0, validation_alias=_env("YUQING_DELIVER_BACKOFF_MAX_S"),
-                                         description="Longest delay between two tries of one delivery.")
-    deliver_timeout_s: float = Field(10.0, validation_alias=_env("YUQING_DELIVER_TIMEOUT_S"),
-                                     description="Per-request webhook timeout.")
-    deliver_poll_s: float = Field(1.0, validation_alias=_env("YUQING_DELIVER_POLL_S"),
-                                  description="Longest a subscription's sender sleeps before re-checking due work.")
-    deliver_log_max: int = Field(1000, validation_alias=_env("YUQING_DELIVER_LOG_MAX"),
-                                 description="Delivery log entries kept per subscription.")
-    webhook_allow_networks: str = Field("", validation_alias=_env("YUQING_WEBHOOK_ALLOW_NETWORKS"),
-                                        description="Comma-separated CIDRs webhooks may reach although loopback/private/link-local (e.g. 10.20.0.0/16 for an on-prem receiver); public addresses are always allowed.")
+    deliver_max_attempts: int = Field(6, description="Webhook tries before a delivery becomes a dead letter.")
+    deliver_timeout_s: float = Field(10.0, description="Per-request webhook timeout.")
+    webhook_allow_networks: str = Field("", description="Comma-separated CIDRs webhooks may reach although loopback/private/link-local (e.g. 10.20.0.0/16 for an on-prem receiver); public addresses are always allowed.")
+
+
+    def model_copy(self, *, update=None, deep: bool = False) -> Settings:  # type: ignore[override]
+        """As pydantic's, but an unknown key is an error: updating a derived name (a topic, a
+        prefix) would otherwise be silently ignored -- change ``namespace`` instead."""
+        unknown = set(update or {}) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"not settings: {sorted(unknown)} (derived names follow namespace)")
+        return super().model_copy(update=update, deep=deep)
+
+    # -- names derived from the namespace
+    @property
+    def topic_news_raw(self) -> str:
+        return f"{self.namespace}.news.raw"
+
+    @property
+    def topic_comments_raw(self) -> str:
+        return f"{self.namespace}.comments.raw"
+
+    @property
+    def topic_docs_clean(self) -> str:
+        return f"{self.namespace}.docs.clean"
+
+    @property
+    def topic_docs_scored(self) -> str:
+        return f"{self.namespace}.docs.scored"
+
+    @property
+    def topic_alerts(self) -> str:
+        return f"{self.namespace}.alerts"
+
+    @property
+    def topic_dlq(self) -> str:
+        return f"{self.namespace}.dlq"
+
+    @property
+    def topic_labels(self) -> str:
+        return f"{self.namespace}.labels"
+
+    @property
+    def app_id(self) -> str:
+        """Faust application id: the consumer groups are ``<app_id>-<role>``."""
+        return self.namespace
+
+    @property
+    def deliver_group_id(self) -> str:
+        return f"{self.namespace}-deliver"
+
+    @property
+    def es_index_prefix(self) -> str:
+        """Daily document indices are ``<prefix>-YYYY.MM.DD`` behind the alias ``<prefix>``."""
+        return f"{self.namespace}-docs"
+
+    @property
+    def es_alerts_index(self) -> str:
+        return f"{self.namespace}-alerts"
+
+    @property
+    def redis_prefix(self) -> str:
+        return self.namespace
 
     @field_validator("webhook_allow_networks")
     @classmethod
@@ -178,19 +161,34 @@ class Settings(BaseSettings):
                     raise ValueError(f"not a network (CIDR or address): {part!r}") from exc
         return v
 
-    log_level: str = Field("INFO", validation_alias=_env("YUQING_LOG_LEVEL"), description="Log level.")
+    log_level: str = Field("INFO", description="Log level.")
 
 
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""
     alias = Settings.model_fields[field].validation_alias
-    assert isinstance(alias, AliasChoices)
-    return str(alias.choices[0])
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is a :class:`ConfigError` whose one-line
+    message names the variable, the value and what is wrong (no traceback for a typo)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            name = env_name(field) if field in Settings.model_fields else field
+            problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
+        raise ConfigError("bad setting " + "; ".join(problems)) from exc
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 def child_env(settings: Settings) -> dict[str, str]:

@@ -110,9 +110,9 @@ def replay_cmd(
 
     from services.core.config import get_settings
     from services.core.errors import BackendUnavailable
-    from services.core.topics import ensure_topics
     from services.feed.replay import replay
     from services.feed.synthetic import read_jsonl
+    from services.stream.topics import ensure_topics
 
     settings = get_settings()
     try:

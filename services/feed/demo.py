@@ -6,9 +6,10 @@ worker (all roles) in a subprocess, replay the day compressed into a few minutes
 progress, the trend table and alerts as they happen. It ends by printing how to query the
 results.
 
-The demo runs in its own namespace (topics ``yuqing-demo-<run>.*``, ES ``yuqing-demo-*``,
-Redis ``yqdemo:*``, consumer group ``yuqing-demo-<run>``) and clears the previous demo's data
-first, so it never mixes with production data and every run starts from zero.
+The demo runs in its own namespace ``yuqing-demo-<run>`` (``YUQING_NAMESPACE``: its topics,
+consumer groups, indices and Redis keys all start with it) and clears the previous demo's
+data first (everything named ``yuqing-demo-*``), so it never mixes with production data and
+every run starts from zero.
 """
 from __future__ import annotations
 
@@ -33,19 +34,14 @@ from services.core.config import Settings, child_env, get_settings
 from services.feed.synthetic import COMPANIES, FeedSpec, SpikeSpec, generate
 
 console = Console()
-DEMO_ES = "yuqing-demo"
-DEMO_REDIS = "yqdemo"
+DEMO_PREFIX = "yuqing-demo-"  # every demo run's namespace starts with it
 
 
 def demo_settings(base: Settings, run: str) -> Settings:
-    ns = f"yuqing-demo-{run}"
-    return base.model_copy(update={
-        "topic_news_raw": f"{ns}.news.raw", "topic_comments_raw": f"{ns}.comments.raw",
-        "topic_docs_clean": f"{ns}.docs.clean", "topic_docs_scored": f"{ns}.docs.scored",
-        "topic_alerts": f"{ns}.alerts", "topic_dlq": f"{ns}.dlq", "topic_labels": f"{ns}.labels",
-        "app_id": ns, "es_index_prefix": f"{DEMO_ES}-docs", "es_alerts_index": f"{DEMO_ES}-alerts",
-        "redis_prefix": DEMO_REDIS, "data_dir": Path(base.data_dir) / "demo",
-    })
+    # a new namespace per run: Kafka deletes topics asynchronously, so reusing the previous
+    # run's names could meet topics still being deleted
+    return base.model_copy(update={"namespace": f"{DEMO_PREFIX}{run}",
+                                   "data_dir": Path(base.data_dir) / "demo"})
 
 
 def settings_env(s: Settings) -> dict[str, str]:
@@ -85,14 +81,14 @@ async def reset_namespace(s: Settings) -> None:
 
     es = AsyncElasticsearch(s.es_url)
     try:
-        await es.options(ignore_status=404).indices.delete(index=f"{DEMO_ES}-*",
+        await es.options(ignore_status=404).indices.delete(index=f"{DEMO_PREFIX}*",
                                                            expand_wildcards="all")
     finally:
         await es.close()
     redis = Redis.from_url(s.redis_url)
     try:
         batch = []
-        async for k in redis.scan_iter(match=f"{DEMO_REDIS}:*", count=2000):
+        async for k in redis.scan_iter(match=f"{DEMO_PREFIX}*", count=2000):
             batch.append(k)
             if len(batch) >= 2000:
                 await redis.unlink(*batch)
@@ -104,7 +100,7 @@ async def reset_namespace(s: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
     await admin.start()
     try:
-        old = [t for t in await admin.list_topics() if t.startswith("yuqing-demo-")]
+        old = [t for t in await admin.list_topics() if t.startswith(DEMO_PREFIX)]
         if old:
             with contextlib.suppress(Exception):
                 await admin.delete_topics(old)
@@ -116,7 +112,7 @@ async def check_stack(s: Settings) -> str | None:
     from elasticsearch import AsyncElasticsearch
     from redis.asyncio import Redis
 
-    from services.core.topics import ensure_topics
+    from services.stream.topics import ensure_topics
 
     try:
         r = Redis.from_url(s.redis_url)
@@ -290,8 +286,8 @@ def run_demo(items: int = 3000, minutes: float = 2.5, train: bool = True,
         return 2
     if not ensure_model(s, train):
         return 2
-    console.print("clearing the previous demo's data (topics yuqing-demo-*, ES yuqing-demo-*, "
-                  "Redis yqdemo:*)")
+    console.print(f"clearing the previous demo's data (topics, indices and Redis keys "
+                  f"{DEMO_PREFIX}*)")
     asyncio.run(reset_namespace(s))
     day = 24 * 3600
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=day)
@@ -299,7 +295,7 @@ def run_demo(items: int = 3000, minutes: float = 2.5, train: bool = True,
                     spike=SpikeSpec(ticker="TSLA", at_s=0.65 * day, items=max(24, items // 75)))
     feed = generate(spec)
     speed = day / (minutes * 60)
-    from services.core.topics import ensure_topics
+    from services.stream.topics import ensure_topics
 
     asyncio.run(ensure_topics(s))
     log_path = Path(s.data_dir) / f"worker-{run}.log"

@@ -13,59 +13,37 @@ from __future__ import annotations
 import logging
 
 import faust
-from elasticsearch import AsyncElasticsearch
 from faust.types import Message
 
-from services.app import raw_topic
-from services.classify.agent import parse_batch
 from services.core.config import Settings
-from services.core.effects import finish_batch, until_durable
-from services.core.schemas import ScoredDoc, SourceRef
-from services.core.topics import Record, deliver, dlq_record
-from services.index.sink import EsSink, FlushResult
-from services.ingest.pipeline import dead_letter
+from services.core.schemas import ScoredDoc
+from services.index.sink import FlushResult, build_sink
+from services.stream.batches import SINK_MAX_WAIT_S, SINK_TAKE, run_batches
+from services.stream.deadletter import parse_batch, reject
+from services.stream.effects import until_durable
+from services.stream.topics import Record, bytes_topic, deliver
 
 log = logging.getLogger(__name__)
-
-
-def build_sink(settings: Settings, es: AsyncElasticsearch) -> EsSink:
-    return EsSink(es, settings.es_index_prefix, max_docs=settings.es_bulk_max_docs,
-                  alerts_index=settings.es_alerts_index)
-
-
-def es_client(settings: Settings) -> AsyncElasticsearch:
-    # short timeouts and no client-side retries: outages are retried by until_durable
-    return AsyncElasticsearch(settings.es_url, request_timeout=30, max_retries=0,
-                              retry_on_timeout=False)
 
 
 def rejected_records(settings: Settings, result: FlushResult,
                      by_id: dict[str, Message]) -> list[Record]:
     """DLQ records for the documents Elasticsearch refused for good (mapping errors...)."""
-    out: list[Record] = []
-    for f in result.failures:
-        m = by_id.get(f.doc_id)
-        if m is None:
-            continue
-        origin = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
-        dl = dead_letter(m.value, m.key, origin, "index_rejected",
-                         f"HTTP {f.status} {f.error_type}: {f.reason}", stage="index")
-        out.append(dlq_record(settings.topic_dlq, dl))
-    return out
+    return [reject(settings.topic_dlq, by_id[f.doc_id], "index_rejected",
+                   f"HTTP {f.status} {f.error_type}: {f.reason}", "index")
+            for f in result.failures if f.doc_id in by_id]
 
 
 def register(app: faust.App, settings: Settings) -> None:
-    topic = raw_topic(app, settings.topic_docs_scored)
+    topic = bytes_topic(app, settings.topic_docs_scored)
 
     @app.agent(topic, name="index")
     async def index(stream: faust.StreamT) -> None:
-        es = es_client(settings)
-        sink = build_sink(settings, es)
-        await until_durable("index templates", sink.ensure_templates)
+        sink = build_sink(settings)
         written = 0
 
         async def handle(events) -> int:
-            docs, records = parse_batch(settings, events, ScoredDoc, "index")
+            docs, records = parse_batch(settings.topic_dlq, events, ScoredDoc, "index")
             good = [d for d in docs if d is not None]
             indexed = 0
             if good:
@@ -78,9 +56,9 @@ def register(app: faust.App, settings: Settings) -> None:
             return indexed
 
         try:
-            async for events in stream.take_events(settings.es_bulk_max_docs,
-                                                   within=settings.sink_max_wait_ms / 1000):
-                written += await finish_batch("index", handle(events), settings.stop_grace_s)
+            await until_durable("index templates", sink.ensure_templates)
+            written = await run_batches(stream, "index", handle, take=SINK_TAKE,
+                                        within_s=SINK_MAX_WAIT_S, grace_s=settings.stop_grace_s)
         finally:
             log.info("index: %d documents written", written)
-            await es.close()
+            await sink.es.close()

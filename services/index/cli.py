@@ -14,18 +14,15 @@ def register(app: typer.Typer) -> None:
 
 
 async def _with_sink(fn):  # type: ignore[no-untyped-def]
-    from elasticsearch import AsyncElasticsearch
-
     from services.core.config import get_settings
-    from services.index.sink import EsSink
+    from services.index.sink import build_sink
 
     s = get_settings()
-    es = AsyncElasticsearch(s.es_url, request_timeout=30)
+    sink = build_sink(s)
     try:
-        return await fn(EsSink(es, s.es_index_prefix, alerts_index=s.es_alerts_index,
-                               max_docs=s.es_bulk_max_docs), s)
+        return await fn(sink, s)
     finally:
-        await es.close()
+        await sink.es.close()
 
 
 def _run(fn):  # type: ignore[no-untyped-def]

@@ -1,14 +1,13 @@
 """The ingest stage as one pure-ish step: raw Kafka value in, an :data:`IngestOutcome` out.
 
-The Faust agent stays thin: it calls :meth:`Ingestor.process` per message and acts on the
+The Faust agent stays thin: it calls :meth:`Ingestor.process_many` per batch and acts on the
 outcome (forward to ``docs.clean``, count a duplicate, or send to the DLQ). Only the dedup
-store touches a backend; when Redis is down ``process`` raises
+store touches a backend; when Redis is down ``process_many`` raises
 :class:`~services.core.errors.BackendUnavailable` instead of guessing, so the agent can pause
 and retry the same message (nothing is forwarded or dead-lettered on a backend error).
 """
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from services.ingest.dedup import DedupStore, fingerprint
 from services.ingest.entities import EntityLinker
 from services.ingest.normalize import clean_text, join_title_body, truncate
 from services.ingest.topics import TopicTagger
+from services.stream.deadletter import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,6 @@ class Reject:
 
 
 IngestOutcome = Forward | Duplicate | Reject
-
-
-def dead_letter(value: bytes | None, key: bytes | None, origin: SourceRef, reason: str,
-                error: str, stage: str = "ingest", now: datetime | None = None) -> DeadLetter:
-    """A DLQ record keeping the original bytes (base64) with the reason and where it came from."""
-    return DeadLetter(
-        reason=reason,
-        error=error[:2000],
-        stage=stage,
-        original_b64=base64.b64encode(value or b"").decode("ascii"),
-        key_b64=base64.b64encode(key).decode("ascii") if key is not None else None,
-        origin=origin,
-        failed_at=now or utcnow(),
-    )
 
 
 def doc_id_for(kind: Kind, source: str, source_id: str) -> str:
@@ -137,10 +123,6 @@ class Ingestor:
             origin=origin,
         )
 
-    async def process(self, value: bytes | None, key: bytes | None, kind: Kind,
-                      origin: SourceRef) -> IngestOutcome:
-        return (await self.process_many([(value, key, origin)], kind))[0]
-
     def _clean_one(self, value: bytes | None, key: bytes | None, kind: Kind,
                    origin: SourceRef) -> IngestOutcome:
         try:
@@ -156,7 +138,7 @@ class Ingestor:
 
     async def process_many(self, messages: Sequence[tuple[bytes | None, bytes | None, SourceRef]],
                            kind: Kind) -> list[IngestOutcome]:
-        """``process`` for a batch, in order: the dedup claims go to Redis in one pipeline
+        """Decide each message of a batch, in order: the dedup claims go to Redis in one pipeline
         (per-message round trips cost more CPU than the rest of ingest together at moderate
         rates), with the same verdicts as one message at a time. One difference, harmless: a
         redelivered original's ``duplicates`` count also includes copies later in its own

@@ -11,11 +11,12 @@ import logging
 import faust
 from redis.asyncio import Redis
 
-from services.app import raw_topic
-from services.classify.agent import parse_batch
 from services.core.config import Settings
-from services.core.effects import finish_batch, until_durable
 from services.core.schemas import ScoredDoc
+from services.stream.batches import SINK_MAX_WAIT_S, SINK_TAKE, run_batches
+from services.stream.deadletter import parse_batch
+from services.stream.effects import until_durable
+from services.stream.topics import bytes_topic
 from services.trends.store import TrendStore
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def build_store(settings: Settings, redis: Redis) -> TrendStore:
 
 
 def register(app: faust.App, settings: Settings) -> None:
-    topic = raw_topic(app, settings.topic_docs_scored)
+    topic = bytes_topic(app, settings.topic_docs_scored)
 
     @app.agent(topic, name="trends")
     async def trends(stream: faust.StreamT) -> None:
@@ -35,18 +36,16 @@ def register(app: faust.App, settings: Settings) -> None:
         counted = 0
 
         async def handle(events) -> int:
-            docs, _dead = parse_batch(settings, events, ScoredDoc, "trends")
-            good = [d for d in docs if d is not None]
             # malformed scored docs are dead-lettered once, by the index agent
+            docs, _dead = parse_batch(settings.topic_dlq, events, ScoredDoc, "trends")
+            good = [d for d in docs if d is not None]
             if not good:
                 return 0
             return await until_durable("trends record", lambda g=good: store.record(g))
 
         try:
-            async for events in stream.take_events(settings.es_bulk_max_docs,
-                                                   within=settings.sink_max_wait_ms / 1000):
-                counted += await finish_batch("trends", handle(events), settings.stop_grace_s)
+            counted = await run_batches(stream, "trends", handle, take=SINK_TAKE,
+                                        within_s=SINK_MAX_WAIT_S, grace_s=settings.stop_grace_s)
         finally:
             log.info("trends: %d new documents counted", counted)
             await redis.aclose()
-

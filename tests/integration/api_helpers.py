@@ -14,12 +14,12 @@ from services.api.app import create_app
 from services.api.auth import KeyStore
 from services.core.config import Settings
 from services.core.schemas import Alert, Evidence, ScoredDoc, Sentiment
-from services.index.template import component_templates, index_templates
+from services.stream.es_layout import component_templates, index_templates
 
 
-def isolated_settings(settings: Settings, redis_ns: str, es_prefix: str, **extra) -> Settings:
-    return settings.model_copy(update={"redis_prefix": redis_ns, "es_index_prefix": es_prefix,
-                                       "es_alerts_index": f"{es_prefix}-alerts", **extra})
+def isolated_settings(settings: Settings, ns: str, **extra) -> Settings:
+    """``settings`` in the test's namespace: its topics, indices and Redis keys only."""
+    return settings.model_copy(update={"namespace": ns, **extra})
 
 
 @asynccontextmanager
@@ -42,16 +42,15 @@ def auth(key: str) -> dict[str, str]:
     return {"X-API-Key": key}
 
 
-async def install_templates(es: AsyncElasticsearch, prefix: str) -> None:
-    alerts = f"{prefix}-alerts"
-    for name, body in component_templates(prefix, alerts).items():
+async def install_templates(es: AsyncElasticsearch, s: Settings) -> None:
+    for name, body in component_templates(s.es_index_prefix, s.es_alerts_index).items():
         await es.cluster.put_component_template(name=name, **body)
-    for name, body in index_templates(prefix, alerts).items():
+    for name, body in index_templates(s.es_index_prefix, s.es_alerts_index).items():
         await es.indices.put_index_template(name=name, **body)
 
 
-async def remove_component_templates(es: AsyncElasticsearch, prefix: str) -> None:
-    for name in component_templates(prefix, f"{prefix}-alerts"):
+async def remove_component_templates(es: AsyncElasticsearch, s: Settings) -> None:
+    for name in component_templates(s.es_index_prefix, s.es_alerts_index):
         await es.options(ignore_status=404).cluster.delete_component_template(name=name)
 
 

@@ -1,7 +1,9 @@
 """Session clients for the real Kafka, Elasticsearch and Redis, with per-test isolation.
 
-Each test gets its own topic names, index prefix and Redis key prefix (``ns``), so tests can
-run in any order against one long-lived stack and never see each other's data.
+Each test gets its own namespace ``test-<unique>`` (``ns``): its topics are ``<ns>.<name>``,
+its indices ``<ns>-*`` and its Redis keys ``<ns>:*`` -- exactly the names a
+``Settings(namespace=ns)`` derives -- so tests can run in any order against one long-lived
+stack and never see each other's data.
 """
 from __future__ import annotations
 
@@ -61,13 +63,20 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@pytest.fixture
+def ns(unique: str) -> str:
+    """This test's namespace (``Settings.namespace``)."""
+    return f"test-{unique}"
+
+
 @pytest_asyncio.fixture
 async def new_topic(kafka_admin: AIOKafkaAdminClient, unique: str) -> AsyncIterator[Callable]:
-    """Factory: ``await new_topic("docs", partitions=2)`` creates ``test.<unique>.docs``; deleted after."""
+    """Factory: ``await new_topic("alerts", partitions=2)`` creates ``<ns>.alerts`` (the name
+    ``Settings(namespace=ns).topic_alerts`` derives); deleted after."""
     created: list[str] = []
 
     async def make(name: str, partitions: int = 1) -> str:
-        topic = f"test.{unique}.{name}"
+        topic = f"test-{unique}.{name}"
         await kafka_admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
         created.append(topic)
         return topic
@@ -91,8 +100,8 @@ async def es_prefix(es: AsyncElasticsearch, unique: str) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture
 async def redis_ns(redis: Redis, unique: str) -> AsyncIterator[str]:
-    """A key prefix private to this test; its keys are deleted after."""
-    ns = f"test:{unique}"
+    """A key prefix private to this test (= its namespace); its keys are deleted after."""
+    ns = f"test-{unique}"
     yield ns
     keys = [k async for k in redis.scan_iter(match=f"{ns}*", count=1000)]
     if keys:

@@ -9,7 +9,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from services.alerts.delivery import AlertConsumer, DeliveryEngine
+from services.alerts.alert_consumer import AlertConsumer
+from services.alerts.delivery import DeliveryEngine
 from services.alerts.egress import EgressPolicy
 from services.alerts.subscriptions import SubscriptionIn, SubscriptionStore, new_subscription
 from services.core.schemas import Alert

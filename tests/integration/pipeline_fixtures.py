@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from services.alerts.agent import rule_config
 from services.core.config import Settings
 from services.core.schemas import Alert, DeadLetter
-from services.core.topics import ensure_topics
 from services.feed.synthetic import COMPANIES, FeedItem, FeedSpec, SpikeSpec, generate
+from services.stream.topics import ensure_topics
 from services.trends.store import TrendStore
 from services.trends.windows import ALL, DIM_ALL
 from tests.integration.pipeline_support import (

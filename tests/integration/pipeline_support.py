@@ -34,14 +34,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # ---------------------------------------------------------------------------------- settings
 def pipeline_settings(base: Settings, unique: str, tmp_path: Path, es_prefix: str, redis_ns: str,
                       model_dir: Path, **over) -> Settings:
-    ns = f"test.{unique}"
+    assert es_prefix == redis_ns == f"test-{unique}", "fixtures and namespace disagree"
     values = {
-        "topic_news_raw": f"{ns}.news", "topic_comments_raw": f"{ns}.comments",
-        "topic_docs_clean": f"{ns}.clean", "topic_docs_scored": f"{ns}.scored",
-        "topic_alerts": f"{ns}.alerts", "topic_dlq": f"{ns}.dlq", "topic_labels": f"{ns}.labels",
-        "topic_partitions": 2, "app_id": f"test-{unique}", "data_dir": tmp_path / "var",
-        "es_index_prefix": f"{es_prefix}-docs", "es_alerts_index": f"{es_prefix}-alerts",
-        "redis_prefix": redis_ns, "model_path": model_dir, "device": "cpu",
+        "namespace": f"test-{unique}", "topic_partitions": 2, "data_dir": tmp_path / "var",
+        "model_path": model_dir, "device": "cpu",
         "classify_max_batch": 64, "classify_backend": "fp32", "log_level": "INFO",
     }
     values.update(over)

@@ -12,7 +12,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from services.core.schemas import Feedback
-from services.index.template import alert_to_source, doc_to_source, index_for
+from services.stream.es_layout import alert_to_source, doc_to_source, index_for
 from services.trends.store import TrendStore
 from tests.integration.api_helpers import (
     api_client,
@@ -49,12 +49,12 @@ def make_docs(now: datetime) -> list:
 
 @pytest_asyncio.fixture
 async def ctx(settings, redis, redis_ns, es, es_prefix, new_topic):
-    labels = await new_topic("labels")
-    s = isolated_settings(settings, redis_ns, es_prefix, topic_labels=labels)
-    await install_templates(es, es_prefix)
+    await new_topic("labels")  # the namespace's labels topic
+    s = isolated_settings(settings, redis_ns)
+    await install_templates(es, s)
     docs = make_docs(datetime.now(UTC))
     for d in docs:
-        await es.index(index=index_for(es_prefix, d.published_at), id=d.doc_id,
+        await es.index(index=index_for(s.es_index_prefix, d.published_at), id=d.doc_id,
                        document=doc_to_source(d))
     alerts = [make_alert("AAPL", severity="critical"), make_alert("AAPL", severity="info"),
               make_alert("MSFT", severity="warning")]
@@ -67,7 +67,7 @@ async def ctx(settings, redis, redis_ns, es, es_prefix, new_topic):
         yield client, keys, s, alerts, docs
     await es.options(ignore_status=404).indices.delete(index=f"{es_prefix}*")
     await es.options(ignore_status=404).indices.delete_index_template(name=f"{es_prefix}*")
-    await remove_component_templates(es, es_prefix)
+    await remove_component_templates(es, s)
 
 
 async def test_documents_search(ctx):
@@ -188,7 +188,7 @@ async def test_feedback_is_stored_in_kafka_and_redis_and_exported(ctx, settings,
     out = tmp_path / "labels.jsonl"
     proc = await asyncio.create_subprocess_exec(
         ".venv/bin/yuqing", "feedback", "export", "--output", str(out),
-        env={**os.environ, "YUQING_REDIS_PREFIX": redis_ns},
+        env={**os.environ, "YUQING_NAMESPACE": redis_ns},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
@@ -210,7 +210,7 @@ async def test_health_ready_metrics(ctx):
 
 
 async def test_readyz_reports_a_dead_backend(settings, redis_ns, es_prefix):
-    s = isolated_settings(settings, redis_ns, es_prefix, redis_url="redis://127.0.0.1:1/0")
+    s = isolated_settings(settings, redis_ns, redis_url="redis://127.0.0.1:1/0")
     async with api_client(s) as client:
         r = await client.get("/readyz")
         assert r.status_code == 503 and r.json()["checks"]["redis"] == "down"

@@ -20,7 +20,7 @@ BODY = {"name": "risk desk", "filters": {"entities": ["AAPL"], "min_severity": "
 
 @pytest_asyncio.fixture
 async def ctx(settings, redis, redis_ns, es_prefix):
-    s = isolated_settings(settings, redis_ns, es_prefix)
+    s = isolated_settings(settings, redis_ns)
     keys = await make_keys(redis, redis_ns)
     async with api_client(s) as client:
         yield client, keys
@@ -150,7 +150,7 @@ async def test_validation_errors_name_the_field(ctx):
 
 async def test_keys_create_cli_key_works_against_the_api(ctx, redis_ns):
     client, _ = ctx
-    env = {**os.environ, "YUQING_REDIS_PREFIX": redis_ns}
+    env = {**os.environ, "YUQING_NAMESPACE": redis_ns}
     proc = await asyncio.create_subprocess_exec(
         ".venv/bin/yuqing", "keys", "create", "--scopes", "read,subscribe", "--name", "cli-test",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)

@@ -10,7 +10,9 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from services.alerts import webhook
-from services.alerts.delivery import AlertConsumer, DeliveryEngine, DeliveryState
+from services.alerts.alert_consumer import AlertConsumer
+from services.alerts.delivery import DeliveryEngine
+from services.alerts.delivery_state import DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
 from services.core.schemas import DeadLetter
 from tests.integration.api_helpers import make_alert

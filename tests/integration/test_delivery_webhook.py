@@ -15,7 +15,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from services.alerts import webhook
-from services.alerts.delivery import DeliveryState
+from services.alerts.delivery_state import DeliveryState
 from services.alerts.egress import EgressPolicy
 from tests.integration.api_helpers import api_client, auth, isolated_settings, make_alert, make_keys
 from tests.integration.delivery_helpers import (
@@ -88,7 +88,7 @@ async def test_spike_becomes_one_grouped_signed_webhook(env, receiver, redis, re
     assert SECRET.encode() not in req.body
 
     # the delivery log is readable through the API
-    s = isolated_settings(settings, redis_ns, es_prefix)
+    s = isolated_settings(settings, redis_ns)
     keys = await make_keys(redis, redis_ns)
     async with api_client(s) as client:
         r = await client.get(f"/v1/subscriptions/{sub_id}/deliveries", headers=auth(keys["read"]))
@@ -195,7 +195,7 @@ async def test_delivery_goes_to_the_address_that_was_checked(env, receiver, redi
 
 
 async def test_api_refuses_internal_webhook_targets(settings, redis, redis_ns, es_prefix):
-    s = isolated_settings(settings, redis_ns, es_prefix, webhook_allow_networks="")
+    s = isolated_settings(settings, redis_ns, webhook_allow_networks="")
     keys = await make_keys(redis, redis_ns)
     body = {"name": "n", "channel": {"type": "webhook", "url": "https://hooks.example/x",
                                      "secret": SECRET}}
@@ -295,9 +295,9 @@ async def test_deliver_command_runs_and_stops_on_sigterm(receiver, redis, redis_
                                                          kafka_producer, unique):
     topic = await new_topic("alerts")
     await add_subscription(redis, redis_ns, f"{receiver.base_url}/cli", group_wait_s=0.2)
-    env = {**os.environ, "YUQING_REDIS_PREFIX": redis_ns, "YUQING_TOPIC_ALERTS": topic,
-           "YUQING_DELIVER_GROUP_ID": f"test-cli-{unique}", "YUQING_DELIVER_POLL_S": "0.2",
-           "YUQING_TOPIC_DLQ": f"test.{unique}.dlq",
+    # the namespace names the alerts topic, the consumer group and the Redis prefix
+    assert topic == f"{redis_ns}.alerts"
+    env = {**os.environ, "YUQING_NAMESPACE": redis_ns,
            "YUQING_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}  # the receiver is local
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

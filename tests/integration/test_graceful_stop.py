@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from services.core.effects import EXIT_STOPPED_MID_BATCH
 from services.feed.replay import replay
+from services.stream.effects import EXIT_STOPPED_MID_BATCH
 from tests.integration.pipeline_fixtures import (  # noqa: F401 - fixtures
     Pipeline,
     centroid_model_fixture,

@@ -13,6 +13,11 @@ from services.ingest.entities import EntityLinker
 from services.ingest.pipeline import Duplicate, Forward, Ingestor, Reject
 from services.ingest.topics import TopicTagger
 
+
+async def _one(ingestor: Ingestor, value, key, kind, origin):
+    """One message through the batch entry point (the agent's only one)."""
+    return (await ingestor.process_many([(value, key, origin)], kind))[0]
+
 pytestmark = pytest.mark.integration
 
 ORIGIN = SourceRef(topic="t", partition=0, offset=1)
@@ -52,23 +57,23 @@ async def test_ingestor_drops_syndicated_copies(redis: Redis, redis_ns: str) -> 
     ing = Ingestor(EntityLinker.from_file(), TopicTagger.from_file(),
                    DedupStore(redis, redis_ns, 300), max_bytes=100_000, max_chars=5000)
     body = "Alibaba said on Thursday its quarterly revenue rose 8%, beating analysts' estimates."
-    orig = await ing.process(_news("1", "reuters", "Alibaba beats estimates - Reuters",
+    orig = await _one(ing, _news("1", "reuters", "Alibaba beats estimates - Reuters",
                                    "HANGZHOU (Reuters) - " + body), None, "news", ORIGIN)
     assert isinstance(orig, Forward)
     assert orig.doc.entities == ["BABA"]
-    copy = await ing.process(_news("x9", "yahoo", "Alibaba beats estimates", body + " "),
+    copy = await _one(ing, _news("x9", "yahoo", "Alibaba beats estimates", body + " "),
                              None, "news", ORIGIN)
     assert isinstance(copy, Duplicate)
     assert (copy.doc_id, copy.original_doc_id) == ("news:yahoo:x9", "news:reuters:1")
     # Redelivery of the original goes through again and now carries the copy count.
-    again = await ing.process(_news("1", "reuters", "Alibaba beats estimates - Reuters",
+    again = await _one(ing, _news("1", "reuters", "Alibaba beats estimates - Reuters",
                                     "HANGZHOU (Reuters) - " + body), None, "news", ORIGIN)
     assert isinstance(again, Forward)
     assert again.doc.duplicates == 1
-    other = await ing.process(_news("2", "reuters", "Tencent misses estimates", body),
+    other = await _one(ing, _news("2", "reuters", "Tencent misses estimates", body),
                               None, "news", ORIGIN)
     assert isinstance(other, Forward)
-    bad = await ing.process(b"{", None, "news", ORIGIN)
+    bad = await _one(ing, b"{", None, "news", ORIGIN)
     assert isinstance(bad, Reject)
 
 
@@ -100,7 +105,7 @@ async def test_a_batch_gets_the_same_verdicts_as_one_at_a_time(redis: Redis, red
 
     batch = await ingestor(redis_ns).process_many(
         [(m, None, o) for m, o in zip(msgs, origins, strict=True)], "news")
-    one_by_one = [await ingestor(redis_ns + "-single").process(m, None, "news", o)
+    one_by_one = [await _one(ingestor(redis_ns + "-single"), m, None, "news", o)
                   for m, o in zip(msgs, origins, strict=True)]
     kinds = [type(o).__name__ for o in batch]
     assert kinds == ["Forward", "Forward", "Duplicate", "Reject", "Duplicate"]

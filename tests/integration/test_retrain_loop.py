@@ -45,8 +45,8 @@ def write_tweets_folder(root: Path) -> Path:
 
 async def test_feedback_retrain_promote_and_hot_load(settings, redis, redis_ns, es_prefix,
                                                      new_topic, tmp_path):
-    labels_topic = await new_topic("labels")
-    s = isolated_settings(settings, redis_ns, es_prefix, topic_labels=labels_topic)
+    await new_topic("labels")  # the namespace's labels topic
+    s = isolated_settings(settings, redis_ns)
     keys = await make_keys(redis, redis_ns)
     feedback = [(f"news:wire:fb{i}", text, label)
                 for i, (text, label) in enumerate(synthetic_rows(30, seed=7))]
@@ -60,7 +60,7 @@ async def test_feedback_retrain_promote_and_hot_load(settings, redis, redis_ns, 
     exported = tmp_path / "labels.jsonl"
     proc = await asyncio.create_subprocess_exec(
         ".venv/bin/yuqing", "feedback", "export", "--output", str(exported),
-        env={**os.environ, "YUQING_REDIS_PREFIX": redis_ns, "YUQING_REDIS_URL": s.redis_url},
+        env={**os.environ, "YUQING_NAMESPACE": redis_ns, "YUQING_REDIS_URL": s.redis_url},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

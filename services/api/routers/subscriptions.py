@@ -31,7 +31,7 @@ from services.api.deps import (
 )
 from services.core.config import Settings
 from services.core.schemas import utcnow
-from services.core.topics import pipeline_topics
+from services.stream.topics import pipeline_topics
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 

@@ -9,7 +9,6 @@ import pytest
 from services.alerts.routing import (
     active_silence,
     alert_sources,
-    backoff_s,
     decide,
     fingerprint,
     first_send_at,
@@ -23,6 +22,7 @@ from services.alerts.subscriptions import (
     Silence,
     Subscription,
 )
+from services.core.backoff import backoff_s
 from services.core.schemas import Alert, Evidence
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -12,6 +12,11 @@ from services.ingest.entities import EntityLinker
 from services.ingest.pipeline import Forward, Ingestor, Reject
 from services.ingest.topics import TopicTagger
 
+
+async def _one(ingestor: Ingestor, value, key, kind, origin):
+    """One message through the batch entry point (the agent's only one)."""
+    return (await ingestor.process_many([(value, key, origin)], kind))[0]
+
 ORIGIN = SourceRef(topic="yuqing.news.raw", partition=3, offset=42)
 NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 
@@ -28,7 +33,7 @@ async def test_news_becomes_clean_doc(ingestor: Ingestor) -> None:
         "title": "<b>Apple</b> beats estimates", "body": "<p>Shares of 腾讯 rose.</p>",
         "tickers": ["nvda"], "url": "https://example.com/a",
     }).encode()
-    out = await ingestor.process(value, b"k", "news", ORIGIN)
+    out = await _one(ingestor, value, b"k", "news", ORIGIN)
     assert isinstance(out, Forward)
     doc = out.doc
     assert doc.doc_id == "news:reuters:r-1"
@@ -46,7 +51,7 @@ async def test_news_becomes_clean_doc(ingestor: Ingestor) -> None:
 async def test_small_clock_skew_is_accepted(ingestor: Ingestor) -> None:
     value = json.dumps({"id": "1", "source": "s", "published_at": "2026-11-29T06:10:00Z",
                         "title": "t"}).encode()
-    assert isinstance(await ingestor.process(value, None, "news", ORIGIN), Forward)
+    assert isinstance(await _one(ingestor, value, None, "news", ORIGIN), Forward)
 
 
 async def test_comment_and_category_and_cap(ingestor: Ingestor) -> None:
@@ -55,7 +60,7 @@ async def test_comment_and_category_and_cap(ingestor: Ingestor) -> None:
         "text": "$tsla " + "great " * 100, "author": "ann", "ticker": "AAPL",
         "category": "Products",
     }).encode()
-    out = await ingestor.process(value, None, "comment", ORIGIN)
+    out = await _one(ingestor, value, None, "comment", ORIGIN)
     assert isinstance(out, Forward)
     assert out.doc.doc_id == "comment:stocktwits:c-9"
     assert out.doc.entities == ["AAPL", "TSLA"]
@@ -78,7 +83,7 @@ async def test_comment_and_category_and_cap(ingestor: Ingestor) -> None:
 ])
 async def test_bad_input_becomes_dead_letter(ingestor: Ingestor, value: bytes | None,
                                              reason: str) -> None:
-    out = await ingestor.process(value, b"key-1", "news", ORIGIN)
+    out = await _one(ingestor, value, b"key-1", "news", ORIGIN)
     assert isinstance(out, Reject)
     dl = out.dead_letter
     assert dl.reason == reason
@@ -101,7 +106,7 @@ async def test_unexpected_error_is_dead_lettered_not_raised() -> None:
                    max_chars=200, clock=lambda: NOW)
     value = json.dumps({"id": "1", "source": "s", "published_at": "2026-11-29T05:00:00Z",
                         "title": "Apple"}).encode()
-    out = await ing.process(value, None, "news", ORIGIN)
+    out = await _one(ing, value, None, "news", ORIGIN)
     assert isinstance(out, Reject)
     assert out.dead_letter.reason == "ingest_error"
     assert "bug in a tagger" in out.dead_letter.error

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from services.index.template import ALERT_PROPERTIES, DOC_PROPERTIES
+from services.stream.es_layout import ALERT_PROPERTIES, DOC_PROPERTIES
 
 ROOT = Path(__file__).resolve().parents[3]
 KIBANA = ROOT / "ops" / "kibana"
@@ -180,7 +180,7 @@ def test_import_script_posts_every_file_to_the_saved_objects_api():
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         env = {"PATH": "/usr/bin:/bin", "KIBANA_SPACE": "risk",
-               "YUQING_ES_INDEX_PREFIX": "acme-docs"}
+               "YUQING_NAMESPACE": "acme"}
         proc = subprocess.run([str(KIBANA / "import"), url], capture_output=True, text=True,
                               env=env, timeout=60)
     finally:
@@ -193,5 +193,5 @@ def test_import_script_posts_every_file_to_the_saved_objects_api():
         assert got["xsrf"] == "true"
         sent = [json.loads(line) for line in got["files"][0].decode().splitlines()]
         titles = {o["attributes"]["title"] for o in sent if o["type"] == "index-pattern"}
-        assert titles == {"acme-docs", "yuqing-alerts"}
+        assert titles == {"acme-docs", "acme-alerts"}
     assert "imported" in proc.stdout

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from services.core.schemas import Alert, ScoredDoc, Sentiment
-from services.index.template import (
+from services.stream.es_layout import (
     ALERT_PROPERTIES,
     DOC_PROPERTIES,
     alert_to_source,

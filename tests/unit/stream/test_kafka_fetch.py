@@ -6,16 +6,17 @@ import pytest
 
 from services.app import create_app
 from services.core.config import Settings
-from services.core.kafka_fetch import configure_fetches
+from services.stream.kafka_fetch import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, configure_fetches
 
 
 async def test_faust_consumer_is_built_with_the_fetch_limits(tmp_path) -> None:
-    s = Settings(kafka_fetch_min_bytes=12_345, kafka_fetch_max_wait_ms=77, data_dir=tmp_path)
+    s = Settings(data_dir=tmp_path)
     app = create_app(s, "sink")
     thread = app.consumer._new_consumer_thread()
     consumer = thread._create_worker_consumer(app.transport)
-    assert consumer._fetch_min_bytes == 12_345
-    assert consumer._fetch_max_wait_ms == 77
+    assert (FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS) != (1, 500)  # not aiokafka's own defaults
+    assert consumer._fetch_min_bytes == FETCH_MIN_BYTES
+    assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
     await consumer._client.close()
 
 

@@ -1,7 +1,8 @@
 """The Kafka topics yuqing uses, and delivery that waits for the broker's acknowledgement.
 
-Topic names come from :class:`~services.core.config.Settings` (tests give every run its own
-names); this module says how each is laid out and keyed:
+Topic names derive from ``YUQING_NAMESPACE`` (:class:`~services.core.config.Settings`; tests,
+the demo and the benchmark each run in a namespace of their own); this module says how each
+is laid out and keyed:
 
 * raw inputs are keyed by whatever the producer chose (we never rely on it);
 * ``docs.clean`` and ``docs.scored`` are keyed by the primary entity, so one company's
@@ -17,9 +18,11 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from services.core.backends import kafka_errors
 from services.core.config import Settings
 from services.core.errors import BackendUnavailable
 
@@ -77,17 +80,17 @@ async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec] | None = 
 Record = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
-def dlq_record(dlq_topic: str, dead_letter) -> Record:
-    """A DLQ record keyed by where the input came from (``topic:partition:offset``).
+def bytes_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic read as raw bytes: every agent parses its input itself, so a value that does
+    not parse becomes a dead letter with its reason instead of an exception inside Faust."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw")
 
-    The key is the DLQ's idempotency key: a batch redelivered after a crash can produce the
-    same dead letter twice (the first copy was acknowledged, the input offset not yet
-    committed); readers -- and log compaction, if enabled on the topic -- treat records with
-    the same key as one.
-    """
-    o = dead_letter.origin
-    return (dlq_topic, f"{o.topic}:{o.partition}:{o.offset}".encode(),
-            dead_letter.model_dump_json().encode())
+
+def doc_key(doc) -> bytes:
+    """The key of ``docs.clean`` and ``docs.scored``: the primary entity, so one company's
+    documents stay in order on one partition (the alert detector sees its series in order)."""
+    return (doc.primary_entity or doc.doc_id).encode()
 
 
 async def deliver(producer, records: Sequence[Record]) -> None:
@@ -100,8 +103,6 @@ async def deliver(producer, records: Sequence[Record]) -> None:
     """
     if not records:
         return
-    try:
+    with kafka_errors("send failed"):
         futures = [await producer.send(t, k, v, None, None, None) for t, k, v in records]
         await asyncio.gather(*futures)
-    except KafkaError as exc:
-        raise BackendUnavailable(f"send failed: {exc!r}", "kafka") from exc

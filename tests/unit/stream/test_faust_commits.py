@@ -10,7 +10,7 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from services.core import faust_commits
+from services.stream import faust_commits
 
 TP0 = TP("yuqing.docs.clean", 0)
 TP1 = TP("yuqing.docs.clean", 1)

@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
-from services.core import effects
-from services.core.effects import EXIT_STOPPED_MID_BATCH, EXIT_UNEXPECTED, finish_batch
+from services.stream import effects
+from services.stream.effects import EXIT_STOPPED_MID_BATCH, EXIT_UNEXPECTED, finish_batch
 
 
 class Exited(Exception):

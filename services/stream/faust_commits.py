@@ -50,7 +50,7 @@ def guard_commits() -> None:
     for name in ("_acked", "_unacked_messages", "_committed_offset"):
         if name not in Consumer.__init__.__code__.co_names:
             raise RuntimeError(f"faust changed: Consumer has no {name}; update "
-                               "services/core/faust_commits.py")
+                               "services/stream/faust_commits.py")
 
     def _new_offset(self, tp):  # type: ignore[no-untyped-def]
         if head_is_pending(self, tp):
