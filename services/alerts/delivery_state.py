@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.alerts.routing import (
     Decision,
@@ -29,7 +28,7 @@ from services.alerts.routing import (
     group_key,
 )
 from services.alerts.subscriptions import Subscription
-from services.core.errors import BackendUnavailable
+from services.core.backends import redis_errors
 from services.core.schemas import Alert
 
 log = logging.getLogger(__name__)
@@ -108,17 +107,13 @@ class DeliveryState:
         """Hold (or keep holding) the right to send for a subscription: with several delivery
         workers only one sends a given subscription's deliveries at a time. A crashed holder's
         lease lapses after ``ttl_s``."""
-        try:
+        with redis_errors("acquire"):
             return bool(await self._lease(keys=[self.keys(sub_id).lease],
                                           args=[worker_id, int(ttl_s * 1000)]))
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def release(self, sub_id: str, worker_id: str) -> None:
-        try:
+        with redis_errors("release"):
             await self._release(keys=[self.keys(sub_id).lease], args=[worker_id])
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def route(self, sub: Subscription, alert: Alert, now: float) -> Decision:
         """Put the alert into the subscription's pending group for its entity (or log why not)."""
@@ -157,16 +152,14 @@ class DeliveryState:
                                     "alert_ids": [alert.alert_id], "reason": d.reason})
             return d
 
-        try:
+        with redis_errors("tx"):
             return await self._redis.transaction(tx, k.seen, k.groups, k.last,
                                                  value_from_callable=True)
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def flush_due(self, sub: Subscription, now: float) -> list[str]:
         """Move groups whose wait is over into the outbox; returns the new delivery ids."""
         k = self.keys(sub.id)
-        try:
+        with redis_errors("flush due"):
             due = await self._redis.zrangebyscore(k.due, "-inf", now, start=0, num=100)
             out = []
             for raw_gk in due:
@@ -177,8 +170,6 @@ class DeliveryState:
                 if delivery_id:
                     out.append(delivery_id)
             return out
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def _flush_one(self, pipe: Any, sub: Subscription, k: SubKeys, gk: str,
                          now: float) -> str | None:
@@ -225,7 +216,7 @@ class DeliveryState:
 
     async def due_items(self, sub_id: str, now: float, limit: int = 20) -> list[dict[str, Any]]:
         k = self.keys(sub_id)
-        try:
+        with redis_errors("due items"):
             ids = await self._redis.zrangebyscore(k.outbox_due, "-inf", now, start=0, num=limit)
             if not ids:
                 return []
@@ -234,24 +225,20 @@ class DeliveryState:
             if missing:
                 await self._redis.zrem(k.outbox_due, *missing)
             return [json.loads(r) for r in raws if r is not None]
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def begin_attempt(self, sub_id: str, item: dict[str, Any]) -> int:
         """Count the try durably before sending, so a crash loop cannot retry forever."""
         k = self.keys(sub_id)
         item["attempts"] = int(item.get("attempts", 0)) + 1
-        try:
+        with redis_errors("begin attempt"):
             await self._redis.hset(k.outbox, item["delivery_id"], _dumps(item))
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return item["attempts"]
 
     async def finish(self, sub_id: str, item: dict[str, Any], entry: dict[str, Any], *,
                      next_at: float | None = None, dead: bool = False) -> None:
         """Record the outcome of a try: delivered (default), retry at ``next_at``, or dead."""
         k = self.keys(sub_id)
-        try:
+        with redis_errors("finish"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 if next_at is not None:
                     item["last_error"] = entry.get("error")
@@ -266,18 +253,14 @@ class DeliveryState:
                         pipe.ltrim(k.dead, 0, self._log_max - 1)
                 self._log(pipe, k, entry)
                 await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def next_wake(self, sub_id: str) -> float | None:
         k = self.keys(sub_id)
-        try:
+        with redis_errors("next wake"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zrange(k.due, 0, 0, withscores=True)
                 pipe.zrange(k.outbox_due, 0, 0, withscores=True)
                 a, b = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         times = [s for _, s in a + b]
         return min(times) if times else None
 
@@ -291,29 +274,23 @@ class DeliveryState:
         return items, total
 
     async def _read_list(self, key: str, offset: int, limit: int) -> tuple[list[dict], int]:
-        try:
+        with redis_errors("read list"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.lrange(key, offset, offset + limit - 1)
                 pipe.llen(key)
                 raws, total = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return [json.loads(r) for r in raws], int(total)
 
     async def pending(self, sub_id: str) -> dict[str, int]:
         k = self.keys(sub_id)
-        try:
+        with redis_errors("pending"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hlen(k.groups)
                 pipe.hlen(k.outbox)
                 pipe.llen(k.dead)
                 groups, outbox, dead = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return {"pending_groups": int(groups), "outbox": int(outbox), "dead_letters": int(dead)}
 
     async def purge(self, sub_id: str) -> None:
-        try:
+        with redis_errors("purge"):
             await self._redis.delete(*self.keys(sub_id).all())
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc

@@ -166,10 +166,6 @@ class EgressPolicy:
         return PinnedTarget(pinned, {"Host": host_header, "Connection": "close"},
                             {"sni_hostname": host} if parts.scheme == "https" else {})
 
-    async def check_resolved(self, url: str) -> None:
-        """``pin`` without the target: every address the host resolves to now is allowed."""
-        await self.pin(url)
-
 
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)

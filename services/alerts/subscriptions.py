@@ -20,9 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from services.core.errors import BackendUnavailable
+from services.core.backends import redis_errors
 from services.core.schemas import Severity, UtcDatetime, utcnow
 
 MASK = "********"
@@ -229,41 +228,31 @@ class SubscriptionStore:
         self.version_key = f"{prefix}:subs:version"
 
     async def put(self, sub: Subscription) -> None:
-        try:
+        with redis_errors("put"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(self.key, sub.id, sub.to_json())
                 pipe.incr(self.version_key)
                 await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
 
     async def get(self, sub_id: str) -> Subscription | None:
-        try:
+        with redis_errors("get"):
             raw = await self._redis.hget(self.key, sub_id)
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return Subscription.from_json(raw) if raw else None
 
     async def all(self) -> list[Subscription]:
-        try:
+        with redis_errors("all"):
             raw = await self._redis.hgetall(self.key)
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         subs = [Subscription.from_json(v) for v in raw.values()]
         return sorted(subs, key=lambda s: (s.created_at, s.id))
 
     async def delete(self, sub_id: str) -> bool:
-        try:
+        with redis_errors("delete"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hdel(self.key, sub_id)
                 pipe.incr(self.version_key)
                 removed, _ = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return bool(removed)
 
     async def version(self) -> int:
-        try:
+        with redis_errors("version"):
             return int(await self._redis.get(self.version_key) or 0)
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc

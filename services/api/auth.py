@@ -21,9 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from services.core.errors import BackendUnavailable
+from services.core.backends import redis_errors
 from services.core.schemas import utcnow
 
 Scope = Literal["read", "subscribe", "admin"]
@@ -85,34 +84,28 @@ class KeyStore:
         key_id, key = generate_key()
         meta = ApiKey(key_id=key_id, name=name, scopes=sorted(set(scopes), key=SCOPES.index),
                       created_at=utcnow(), created_by=created_by)
-        try:
+        with redis_errors("create"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(self.key, digest(key), meta.model_dump_json())
                 pipe.hset(self.ids_key, key_id, digest(key))
                 await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return ApiKeyCreated(**meta.model_dump(), key=key)
 
     async def lookup(self, key: str) -> ApiKey | None:
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
-        try:
+        with redis_errors("lookup"):
             raw = await self._redis.hget(self.key, digest(key))
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return ApiKey.model_validate_json(raw) if raw else None
 
     async def list(self) -> list[ApiKey]:
-        try:
+        with redis_errors("list"):
             raw = await self._redis.hgetall(self.key)
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         keys = [ApiKey.model_validate(json.loads(v)) for v in raw.values()]
         return sorted(keys, key=lambda k: (k.created_at, k.key_id))
 
     async def revoke(self, key_id: str) -> bool:
-        try:
+        with redis_errors("revoke"):
             d = await self._redis.hget(self.ids_key, key_id)
             if not d:
                 return False
@@ -120,6 +113,4 @@ class KeyStore:
                 pipe.hdel(self.key, d)
                 pipe.hdel(self.ids_key, key_id)
                 await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return True

@@ -11,7 +11,6 @@ from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 from fastapi import Depends, HTTPException, Query, Request, Security
 from fastapi.security import APIKeyHeader
-from redis.asyncio import Redis
 
 from services.alerts.delivery_state import DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
@@ -20,7 +19,6 @@ from services.api.feedback import FeedbackStore
 from services.api.metrics import ApiMetrics
 from services.core.config import Settings
 from services.core.errors import BackendUnavailable
-from services.ingest.entities import EntityLinker
 from services.trends.store import TrendStore
 
 API_KEY_HEADER = "X-API-Key"
@@ -39,10 +37,6 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _redis(request: Request) -> Redis:
-    return request.app.state.redis
-
-
 def _es(request: Request) -> AsyncElasticsearch:
     return request.app.state.es
 
@@ -56,7 +50,6 @@ async def _producer(request: Request) -> AIOKafkaProducer:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-RedisDep = Annotated[Redis, Depends(_redis)]
 ESDep = Annotated[AsyncElasticsearch, Depends(_es)]
 ProducerDep = Annotated[AIOKafkaProducer, Depends(_producer)]
 KeysDep = Annotated[KeyStore, Depends(_state("keys"))]
@@ -64,7 +57,6 @@ SubsDep = Annotated[SubscriptionStore, Depends(_state("subs"))]
 DeliveryDep = Annotated[DeliveryState, Depends(_state("delivery"))]
 TrendsDep = Annotated[TrendStore, Depends(_state("trends"))]
 FeedbackDep = Annotated[FeedbackStore, Depends(_state("feedback"))]
-LinkerDep = Annotated[EntityLinker, Depends(_state("linker"))]
 MetricsDep = Annotated[ApiMetrics, Depends(_state("metrics"))]
 
 

@@ -4,23 +4,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, TransportError
+from elasticsearch import ApiError, AsyncElasticsearch, TransportError
 
-from services.core.errors import BackendRejected, BackendUnavailable
+from services.core.backends import es_errors
 
 
 async def search(es: AsyncElasticsearch, index: str, *, query: dict[str, Any],
                  sort: list[Any] | None, offset: int, limit: int,
                  highlight: dict[str, Any] | None = None) -> dict[str, Any]:
     """A paged search that treats a missing index as empty (nothing indexed yet)."""
-    try:
+    with es_errors("search"):
         res = await es.search(index=index, query=query, sort=sort, from_=offset, size=limit,
                               track_total_hits=True, ignore_unavailable=True,
                               allow_no_indices=True, highlight=highlight)
-    except BadRequestError as exc:
-        raise BackendRejected(str(exc.message), "elasticsearch") from exc
-    except (TransportError, ApiError) as exc:
-        raise BackendUnavailable(str(exc), "elasticsearch") from exc
     return res.body
 
 

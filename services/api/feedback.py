@@ -12,9 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from services.core.errors import BackendUnavailable
+from services.core.backends import redis_errors
 from services.core.schemas import Feedback
 
 # Analyst labels kept in the Redis stream (approximate cap, XADD MAXLEN ~): years of a busy
@@ -31,11 +30,9 @@ class FeedbackStore:
     async def append(self, fb: Feedback) -> str:
         fields = {"doc_id": fb.doc_id, "label": fb.label, "text": fb.text or "",
                   "analyst": fb.analyst or "", "ts": fb.created_at.isoformat()}
-        try:
+        with redis_errors("append"):
             entry_id = await self._redis.xadd(self.key, fields, maxlen=self._maxlen,
                                               approximate=True)
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def export(self, path: Path, *, since: datetime | None = None,
@@ -43,7 +40,7 @@ class FeedbackStore:
         """Write the latest label per document as JSONL; returns the number of rows written."""
         latest: dict[str, dict[str, str]] = {}
         start = "-"
-        try:
+        with redis_errors("export"):
             while True:
                 chunk = await self._redis.xrange(self.key, min=start, max="+", count=1000)
                 if not chunk:
@@ -58,8 +55,6 @@ class FeedbackStore:
                     progress(len(chunk))
                 last = chunk[-1][0].decode()
                 start = "(" + last
-        except RedisError as exc:
-            raise BackendUnavailable(str(exc), "redis") from exc
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         with tmp.open("w", encoding="utf-8") as fh:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from elasticsearch import ApiError as EsApiError
 from elasticsearch import AsyncElasticsearch
-from elasticsearch import TransportError as EsTransportError
 from fastapi import HTTPException
 
-from services.core.errors import BackendUnavailable
+from services.core.backends import es_errors
 from services.ingest.entities import EntityLinker
 
 WINDOW_PATTERN = r"^\d{1,5}[mhd]$"
@@ -72,13 +70,9 @@ class EntityResolver:
         canonical = self._linker.canonical(entity)
         if canonical in self._known or canonical in self._seen:
             return canonical
-        try:
+        with es_errors("entity lookup"):
             res = await self._es.count(index=self._alias, ignore_unavailable=True,
                                        query={"term": {"entities": canonical}})
-        except EsTransportError as exc:
-            raise BackendUnavailable(str(exc), "elasticsearch") from exc
-        except EsApiError as exc:
-            raise BackendUnavailable(str(exc), "elasticsearch") from exc
         if res.get("count", 0) > 0:
             if len(self._seen) < 100_000:
                 self._seen.add(canonical)

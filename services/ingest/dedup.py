@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from services.core.errors import BackendUnavailable
+from services.core.backends import redis_errors
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _AGENCIES = (
@@ -136,7 +135,7 @@ class DedupStore:
         same batch resolve exactly as if checked one after the other: the first one wins."""
         if not items:
             return []
-        try:
+        with redis_errors("dedup check"):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for fingerprint, doc_id in items:
                     pipe.set(self._fp_key(fingerprint), doc_id, nx=True, get=True,
@@ -161,25 +160,19 @@ class DedupStore:
                         pipe.expire(self._dups_key(original), self.window_s * 2)
                     await pipe.execute()
             return verdicts
-        except RedisError as exc:
-            raise BackendUnavailable(f"dedup check failed: {exc}", "redis") from exc
 
     async def duplicates(self, doc_id: str) -> int:
         """How many distinct copies of ``doc_id``'s story were dropped (within the window)."""
-        try:
+        with redis_errors("dedup count"):
             return int(await self.redis.scard(self._dups_key(doc_id)))
-        except RedisError as exc:
-            raise BackendUnavailable(f"dedup count failed: {exc}", "redis") from exc
 
     async def duplicates_many(self, doc_ids: Sequence[str]) -> dict[str, int]:
         """Copy counts for several originals in one round trip."""
         if not doc_ids:
             return {}
-        try:
+        with redis_errors("dedup count"):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for d in doc_ids:
                     pipe.scard(self._dups_key(d))
                 counts = await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(f"dedup count failed: {exc}", "redis") from exc
         return {d: int(c) for d, c in zip(doc_ids, counts, strict=True)}

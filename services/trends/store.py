@@ -23,9 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
-from services.core.errors import BackendUnavailable, ConfigError
+from services.core.backends import redis_errors
+from services.core.errors import ConfigError
 from services.core.schemas import ScoredDoc, utcnow
 from services.trends.windows import (
     RANKED_DIMS,
@@ -75,10 +76,6 @@ return 1
 class TrendPoint(BaseModel):
     start: datetime
     counts: TrendCounts
-
-
-def _redis_error(exc: RedisError, what: str) -> BackendUnavailable:
-    return BackendUnavailable(f"{what} failed: {exc}", "redis")
 
 
 class TrendStore:
@@ -132,14 +129,12 @@ class TrendStore:
             calls.append(self._call_args(doc, hb, expire_at(hb, self.hour_retention_s)))
         if not calls:
             return 0
-        try:
+        with redis_errors("trend record"):
             try:
                 results = await self._run(calls)
             except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load again, re-run
                 self._sha = None  # (safe: every call is idempotent)
                 results = await self._run(calls)
-        except RedisError as exc:
-            raise _redis_error(exc, "trend record") from exc
         # Minute results are at even positions; the hour call of a doc mirrors its minute call
         # except after a crash between the two, which its redelivery completes.
         return sum(int(r) for r in results[0::2])
@@ -161,14 +156,12 @@ class TrendStore:
         buckets = unique_buckets(wb.values())
         if not series:
             return {}
-        try:
+        with redis_errors("trend read"):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for d, v in series:
                     for b in buckets:
                         pipe.hgetall(self.keys.counts(b, d, v))
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise _redis_error(exc, "trend read") from exc
         out: dict[tuple[str, str], dict[str, TrendCounts]] = {}
         n = len(buckets)
         for i, s in enumerate(series):
@@ -187,13 +180,11 @@ class TrendStore:
         buckets = series_buckets(start, end, resolution)
         if not buckets:
             return []
-        try:
+        with redis_errors("trend series"):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for b in buckets:
                     pipe.hgetall(self.keys.counts(b, dim, value))
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise _redis_error(exc, "trend series") from exc
         return [TrendPoint(start=b.start, counts=rollup([h])) for b, h in
                 zip(buckets, replies, strict=True)]
 
@@ -206,13 +197,11 @@ class TrendStore:
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {list(WINDOWS)}")
         buckets = window_buckets(now or utcnow(), {window: WINDOWS[window]})[window]
-        try:
+        with redis_errors("trend top"):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for b in buckets:
                     pipe.zrange(self.keys.rank(b, dim, label), 0, -1, withscores=True)
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise _redis_error(exc, "trend top") from exc
         totals: dict[str, float] = {}
         for reply in replies:
             for member, score in reply:

@@ -64,14 +64,14 @@ async def test_names_are_checked_on_every_address_they_resolve_to() -> None:
         "hooks.example": ["93.184.216.34"],
         "sneaky.example": ["93.184.216.34", "10.0.0.7"],
         "meta.example": ["169.254.169.254"]}))
-    await policy.check_resolved("https://hooks.example/desk")
+    await policy.pin("https://hooks.example/desk")
     with pytest.raises(WebhookTargetRefused, match="sneaky.example resolves to a private") as e:
-        await policy.check_resolved("https://sneaky.example/x")
+        await policy.pin("https://sneaky.example/x")
     assert "10.0.0.7" not in str(e.value)  # delivery logs are readable: no internal addresses
     with pytest.raises(WebhookTargetRefused, match="link-local"):
-        await policy.check_resolved("http://meta.example/latest")
+        await policy.pin("http://meta.example/latest")
     with pytest.raises(WebhookTargetUnresolved, match="did not resolve"):  # retried, not refused
-        await policy.check_resolved("https://nowhere.example/")
+        await policy.pin("https://nowhere.example/")
 
 
 async def test_pin_sends_to_the_checked_address_under_the_original_name() -> None:
