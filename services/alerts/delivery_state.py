@@ -23,8 +23,8 @@ from redis.asyncio import Redis
 from services.alerts.routing import (
     Decision,
     active_silence,
+    alert_fingerprint,
     decide,
-    fingerprint,
     group_key,
 )
 from services.alerts.subscriptions import Subscription
@@ -118,7 +118,7 @@ class DeliveryState:
     async def route(self, sub: Subscription, alert: Alert, now: float) -> Decision:
         """Put the alert into the subscription's pending group for its entity (or log why not)."""
         k = self.keys(sub.id)
-        gk, fp = group_key(alert), fingerprint(alert)
+        gk, fp = group_key(alert), alert_fingerprint(alert)
         alert_json = alert.model_dump(mode="json")
 
         async def tx(pipe: Any) -> Decision:

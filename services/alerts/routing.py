@@ -59,7 +59,7 @@ def group_key(alert: Alert) -> str:
     return alert.entity.upper()
 
 
-def fingerprint(alert: Alert) -> str:
+def alert_fingerprint(alert: Alert) -> str:
     """What "the same alert again" means for repeat_interval: same entity and topic."""
     return f"{alert.entity.upper()}|{alert.topic}"
 

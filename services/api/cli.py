@@ -15,7 +15,7 @@ from services.core.cli import fail as _fail
 from services.core.config import get_settings
 
 
-class Kind(StrEnum):
+class InputTopic(StrEnum):
     news = "news"
     comments = "comments"
 
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
     def produce(
         file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
                                              help="JSONL file, one message per line.")],
-        topic: Annotated[Kind, typer.Option(help="Message kind.")] = Kind.news,
+        topic: Annotated[InputTopic, typer.Option(help="Message kind.")] = InputTopic.news,
         rate: Annotated[float, typer.Option(min=0, help="Messages per second (0: as fast as "
                                                         "Kafka takes them).")] = 100.0,
         kafka_topic: Annotated[str | None, typer.Option(

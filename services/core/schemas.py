@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 Label = Literal["negative", "neutral", "positive"]
 Severity = Literal["info", "warning", "critical"]
+DocKind = Literal["news", "comment"]  # which raw topic a document came from
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -82,7 +83,7 @@ class CleanDoc(BaseModel):
     """A validated, normalised, entity-linked document (``yuqing.docs.clean``)."""
 
     doc_id: str = Field(description="Globally unique: '<kind>:<source>:<id>'. The ES _id and idempotency key.")
-    kind: Literal["news", "comment"]
+    kind: DocKind
     source: str
     source_id: str
     url: str | None = None

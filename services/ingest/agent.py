@@ -14,10 +14,11 @@ import faust
 from redis.asyncio import Redis
 
 from services.core.config import Settings
+from services.core.schemas import DocKind
 from services.ingest.dedup import DedupStore
 from services.ingest.entities import EntityLinker
-from services.ingest.pipeline import Duplicate, Forward, Ingestor, Kind, Reject
-from services.ingest.topics import TopicTagger
+from services.ingest.pipeline import Duplicate, Forward, Ingestor, Reject
+from services.ingest.taxonomy import TopicTagger
 from services.stream.batches import run_batches
 from services.stream.deadletter import dlq_record, origin_of
 from services.stream.effects import until_durable
@@ -50,7 +51,7 @@ def register(app: faust.App, settings: Settings) -> None:
         app.agent(bytes_topic(app, name), name=f"ingest-{kind}")(_agent(app, settings, kind))
 
 
-def _agent(app: faust.App, settings: Settings, kind: Kind):
+def _agent(app: faust.App, settings: Settings, kind: DocKind):
     async def ingest(stream: faust.StreamT) -> None:
         redis = Redis.from_url(settings.redis_url)
         ingestor = build_ingestor(settings, redis)

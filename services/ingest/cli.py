@@ -18,7 +18,7 @@ def _load(watchlist: Path | None, taxonomy: Path | None):  # type: ignore[no-unt
     from services.core.config import get_settings
     from services.core.errors import ConfigError
     from services.ingest.entities import EntityLinker
-    from services.ingest.topics import TopicTagger
+    from services.ingest.taxonomy import TopicTagger
 
     s = get_settings()
     try:

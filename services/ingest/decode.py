@@ -13,9 +13,8 @@ from typing import Literal, overload
 from pydantic import ValidationError
 
 from services.core.errors import DecodeError, SchemaError
-from services.core.schemas import CommentIn, NewsIn
+from services.core.schemas import CommentIn, DocKind, NewsIn
 
-Kind = Literal["news", "comment"]
 _MODELS: dict[str, type[NewsIn] | type[CommentIn]] = {"news": NewsIn, "comment": CommentIn}
 
 
@@ -35,7 +34,7 @@ def schema_message(exc: ValidationError, limit: int = 10) -> str:
 def decode(value: bytes | None, kind: Literal["news"], max_bytes: int) -> NewsIn: ...
 @overload
 def decode(value: bytes | None, kind: Literal["comment"], max_bytes: int) -> CommentIn: ...
-def decode(value: bytes | None, kind: Kind, max_bytes: int) -> NewsIn | CommentIn:
+def decode(value: bytes | None, kind: DocKind, max_bytes: int) -> NewsIn | CommentIn:
     """Validate one raw message value.
 
     Reasons: ``empty`` (no value: a tombstone or an empty payload), ``too_large``, ``not_utf8``,

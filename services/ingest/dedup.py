@@ -10,7 +10,7 @@ sentiment a false merge (a lost document) is worse than a missed copy, so we sta
 canonical form.
 
 Only stories long enough to be a story are fingerprinted: two comments that both say "to the
-moon $TSLA" are two opinions, not a copy (see :func:`fingerprint`).
+moon $TSLA" are two opinions, not a copy (see :func:`story_fingerprint`).
 
 :class:`DedupStore` keeps "first writer wins" state in Redis; see its docstring for the
 redelivery rules.
@@ -22,11 +22,11 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from redis.asyncio import Redis
 
 from services.core.backends import redis_errors
+from services.core.schemas import DocKind
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _AGENCIES = (
@@ -72,7 +72,7 @@ def strip_source_marks(title: str, body: str) -> tuple[str, str]:
     return t, b
 
 
-def fingerprint(kind: Literal["news", "comment"], title: str | None, body: str | None,
+def story_fingerprint(kind: DocKind, title: str | None, body: str | None,
                 min_chars: int = MIN_STORY_CHARS) -> str | None:
     """The story's dedup key, or ``None`` when it is too short to call two copies "the same story".
 

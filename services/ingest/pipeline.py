@@ -12,20 +12,18 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from services.core.errors import InputError
-from services.core.schemas import CleanDoc, CommentIn, DeadLetter, NewsIn, SourceRef, utcnow
+from services.core.schemas import CleanDoc, CommentIn, DeadLetter, DocKind, NewsIn, SourceRef, utcnow
 from services.ingest.decode import decode
-from services.ingest.dedup import DedupStore, fingerprint
+from services.ingest.dedup import DedupStore, story_fingerprint
 from services.ingest.entities import EntityLinker
 from services.ingest.normalize import clean_text, join_title_body, truncate
-from services.ingest.topics import TopicTagger
+from services.ingest.taxonomy import TopicTagger
 from services.stream.deadletter import dead_letter
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["news", "comment"]
 TITLE_MAX_CHARS = 1000
 
 
@@ -54,7 +52,7 @@ class Reject:
 IngestOutcome = Forward | Duplicate | Reject
 
 
-def doc_id_for(kind: Kind, source: str, source_id: str) -> str:
+def doc_id_for(kind: DocKind, source: str, source_id: str) -> str:
     return f"{kind}:{source}:{source_id}"
 
 
@@ -76,7 +74,7 @@ class Ingestor:
         self.max_future = timedelta(seconds=max_future_s)
         self.clock = clock
 
-    def clean(self, msg: NewsIn | CommentIn, kind: Kind, origin: SourceRef | None) -> CleanDoc:
+    def clean(self, msg: NewsIn | CommentIn, kind: DocKind, origin: SourceRef | None) -> CleanDoc:
         """The pure part: a validated message to a :class:`CleanDoc` (raises InputError)."""
         now = self.clock()
         if msg.published_at > now + self.max_future:
@@ -91,14 +89,14 @@ class Ingestor:
             producer = list(msg.tickers)
             author = parent = None
             url = msg.url
-            fp = fingerprint("news", title, body)
+            fp = story_fingerprint("news", title, body)
         else:
             title = None
             text = clean_text(msg.text, self.max_chars)
             producer = [msg.ticker] if msg.ticker else []
             author, parent = msg.author, msg.parent_id
             url = None
-            fp = fingerprint("comment", None, text)
+            fp = story_fingerprint("comment", None, text)
         if not text:
             raise InputError("no text left after removing markup, control characters and URLs",
                              reason="empty_text")
@@ -123,7 +121,7 @@ class Ingestor:
             origin=origin,
         )
 
-    def _clean_one(self, value: bytes | None, key: bytes | None, kind: Kind,
+    def _clean_one(self, value: bytes | None, key: bytes | None, kind: DocKind,
                    origin: SourceRef) -> IngestOutcome:
         try:
             msg = decode(value, kind, self.max_bytes)
@@ -137,7 +135,7 @@ class Ingestor:
                                       f"{type(exc).__name__}: {exc}", now=self.clock()))
 
     async def process_many(self, messages: Sequence[tuple[bytes | None, bytes | None, SourceRef]],
-                           kind: Kind) -> list[IngestOutcome]:
+                           kind: DocKind) -> list[IngestOutcome]:
         """Decide each message of a batch, in order: the dedup claims go to Redis in one pipeline
         (per-message round trips cost more CPU than the rest of ingest together at moderate
         rates), with the same verdicts as one message at a time. One difference, harmless: a

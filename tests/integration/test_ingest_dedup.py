@@ -11,7 +11,7 @@ from services.core.schemas import SourceRef
 from services.ingest.dedup import DedupStore
 from services.ingest.entities import EntityLinker
 from services.ingest.pipeline import Duplicate, Forward, Ingestor, Reject
-from services.ingest.topics import TopicTagger
+from services.ingest.taxonomy import TopicTagger
 
 
 async def _one(ingestor: Ingestor, value, key, kind, origin):

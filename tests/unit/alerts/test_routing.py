@@ -8,9 +8,9 @@ import pytest
 
 from services.alerts.routing import (
     active_silence,
+    alert_fingerprint,
     alert_sources,
     decide,
-    fingerprint,
     first_send_at,
     group_key,
     matches,
@@ -132,7 +132,7 @@ def test_silenced_duplicate_disabled():
 
 def test_group_key_and_fingerprint():
     assert group_key(alert(entity="acme")) == "ACME"
-    assert fingerprint(alert(entity="acme", topic="legal")) == "ACME|legal"
+    assert alert_fingerprint(alert(entity="acme", topic="legal")) == "ACME|legal"
 
 
 def test_first_send_at():

@@ -16,7 +16,7 @@ from services.feed.synthetic import (
     write_jsonl,
 )
 from services.ingest.decode import decode
-from services.ingest.dedup import fingerprint
+from services.ingest.dedup import story_fingerprint
 
 START = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -63,8 +63,8 @@ def test_copies_are_duplicates_and_nothing_else_is() -> None:
     dups = 0
     for it in items:
         v = json.loads(it.value)
-        fp = (fingerprint("news", v["title"], v["body"]) if it.kind == "news"
-              else fingerprint("comment", None, v["text"]))
+        fp = (story_fingerprint("news", v["title"], v["body"]) if it.kind == "news"
+              else story_fingerprint("comment", None, v["text"]))
         if fp is None:
             continue
         if fp in owner:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.dedup import canonical, fingerprint, strip_source_marks
+from services.ingest.dedup import canonical, story_fingerprint, strip_source_marks
 
 BODY = ("Apple Inc reported quarterly revenue of $94.9 billion on Thursday, beating Wall Street "
         "estimates as iPhone sales rose 6% in the September quarter.")
@@ -18,7 +18,7 @@ TITLE = "Apple beats estimates as iPhone sales rise"
     ("“Apple beats estimates as iPhone sales rise”", "\n\n" + BODY + "\n"),
 ])
 def test_syndicated_copies_share_a_fingerprint(title: str, body: str) -> None:
-    assert fingerprint("news", title, body) == fingerprint("news", TITLE, BODY)
+    assert story_fingerprint("news", title, body) == story_fingerprint("news", TITLE, BODY)
 
 
 @pytest.mark.parametrize(("title", "body"), [
@@ -27,28 +27,28 @@ def test_syndicated_copies_share_a_fingerprint(title: str, body: str) -> None:
     (TITLE, BODY.replace("Apple Inc", "Microsoft Corp")),
 ])
 def test_different_stories_differ(title: str, body: str) -> None:
-    assert fingerprint("news", title, body) != fingerprint("news", TITLE, BODY)
+    assert story_fingerprint("news", title, body) != story_fingerprint("news", TITLE, BODY)
 
 
 def test_chinese_copies_match_and_differ() -> None:
     body = "阿里巴巴周四公布季度财报，营收同比增长8%，高于市场预期。"
-    a = fingerprint("news", "阿里巴巴业绩超预期", "北京（路透）- " + body)
-    b = fingerprint("news", "阿里巴巴业绩超预期 - 路透", body)
-    c = fingerprint("news", "腾讯业绩超预期", body)
+    a = story_fingerprint("news", "阿里巴巴业绩超预期", "北京（路透）- " + body)
+    b = story_fingerprint("news", "阿里巴巴业绩超预期 - 路透", body)
+    c = story_fingerprint("news", "腾讯业绩超预期", body)
     assert a == b
     assert a != c
 
 
 def test_kinds_never_collide() -> None:
     text = "Apple reported quarterly revenue that beat estimates by a wide margin today"
-    assert fingerprint("news", None, text) != fingerprint("comment", None, text)
+    assert story_fingerprint("news", None, text) != story_fingerprint("comment", None, text)
 
 
 def test_short_comments_are_not_fingerprinted() -> None:
-    assert fingerprint("comment", None, "to the moon $TSLA") is None
+    assert story_fingerprint("comment", None, "to the moon $TSLA") is None
     long = "Copy-paste spam: buy $XYZ now before it explodes, guaranteed 10x by Friday!!!"
-    assert fingerprint("comment", None, long) == fingerprint("comment", None, long.lower())
-    assert fingerprint("news", "Stocks to watch", "") is None
+    assert story_fingerprint("comment", None, long) == story_fingerprint("comment", None, long.lower())
+    assert story_fingerprint("news", "Stocks to watch", "") is None
 
 
 def test_canonical_and_source_marks() -> None:

@@ -10,7 +10,7 @@ import pytest
 from services.core.schemas import SourceRef
 from services.ingest.entities import EntityLinker
 from services.ingest.pipeline import Forward, Ingestor, Reject
-from services.ingest.topics import TopicTagger
+from services.ingest.taxonomy import TopicTagger
 
 
 async def _one(ingestor: Ingestor, value, key, kind, origin):

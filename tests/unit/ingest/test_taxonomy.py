@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from services.core.errors import ConfigError
-from services.ingest.topics import TopicTagger, slug
+from services.ingest.taxonomy import TopicTagger, slug
 
 
 @pytest.fixture(scope="module")
