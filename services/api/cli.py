@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[float, typer.Option(min=0, help="Messages per second (0: as fast as "
                                                         "Kafka takes them).")] = 100.0,
         kafka_topic: Annotated[str | None, typer.Option(
-            help="Kafka topic (default: YUQING_TOPIC_NEWS_RAW / _COMMENTS_RAW).")] = None,
+            help="Kafka topic (default: <YUQING_NAMESPACE>.news.raw / .comments.raw).")] = None,
         skip_bad: Annotated[bool, typer.Option(help="Send the valid lines even if some are "
                                                     "bad.")] = False,
         dry_run: Annotated[bool, typer.Option(help="Only validate.")] = False,

@@ -344,6 +344,5 @@ def _print_queries(s: Settings) -> None:
   The alerts topic:
     yuqing feed tail {s.topic_alerts}
   The HTTP API on the demo's data (then open http://{s.api_host}:{s.api_port}/docs, /v1/alerts):
-    YUQING_ES_INDEX_PREFIX={s.es_index_prefix} YUQING_ES_ALERTS_INDEX={s.es_alerts_index} \\
-YUQING_REDIS_PREFIX={s.redis_prefix} yuqing api
+    YUQING_NAMESPACE={s.namespace} yuqing api
 """)

@@ -59,10 +59,7 @@ async def _drop_topic(s: Settings) -> None:
 def fuzz_server():
     tag = uuid.uuid4().hex[:10]
     base = Settings()
-    s = base.model_copy(update={"redis_prefix": f"test:fuzz{tag}",
-                                "es_index_prefix": f"test-fuzz{tag}",
-                                "es_alerts_index": f"test-fuzz{tag}-alerts",
-                                "topic_labels": f"test.fuzz{tag}.labels"})
+    s = base.model_copy(update={"namespace": f"test-fuzz{tag}"})
     app = create_app(s)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
@@ -79,7 +76,7 @@ def fuzz_server():
     thread.join(10)
     asyncio.run(_drop_topic(s))
     r = SyncRedis.from_url(s.redis_url)
-    keys = list(r.scan_iter(match=f"{s.redis_prefix}*", count=1000))
+    keys = list(r.scan_iter(match=f"{s.redis_prefix}:*", count=1000))
     if keys:
         r.delete(*keys)
     r.close()
