@@ -150,8 +150,12 @@ class DeadLetter(BaseModel):
     reason: str = Field(description="Machine code: invalid_json, not_utf8, too_large, schema, classify_error, ...")
     error: str = Field(description="Human-readable explanation.")
     stage: str = Field(description="ingest, classify, index ...")
-    original_b64: str = Field(description="The original message value, base64.")
+    original_b64: str = Field(description="The original message value, base64 (its first "
+                              "original_kept bytes when original_truncated).")
     key_b64: str | None = None
+    original_size: int | None = Field(None, description="Bytes of the original value.")
+    original_sha256: str | None = Field(None, description="sha256 (hex) of the whole original value.")
+    original_truncated: bool = Field(False, description="Only a prefix is kept (the value was too large for a dead letter); fetch the rest from origin while the topic retains it.")
     origin: SourceRef
     failed_at: UtcDatetime
 

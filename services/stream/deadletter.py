@@ -8,6 +8,7 @@ and where it came from) in the same durable batch as its other outputs, and move
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -16,6 +17,13 @@ from services.core.schemas import DeadLetter, SourceRef, utcnow
 from services.stream.topics import Record
 
 ERROR_MAX_CHARS = 2000
+# A dead letter must always fit in a Kafka record (the producer's 1 MiB max.request.size):
+# base64 makes bytes 4/3 larger, so an original past ORIGINAL_KEEP_MAX keeps its first
+# ORIGINAL_KEEP_MAX bytes plus its size and sha256 (and its origin, to fetch it from the
+# source topic). Otherwise one oversized poison message would fail its own dead letter on
+# every retry and block its partition.
+ORIGINAL_KEEP_MAX = 256 * 1024
+KEY_KEEP_MAX = 4 * 1024
 
 
 def origin_of(message) -> SourceRef:
@@ -25,13 +33,18 @@ def origin_of(message) -> SourceRef:
 
 def dead_letter(value: bytes | None, key: bytes | None, origin: SourceRef, reason: str,
                 error: str, stage: str = "ingest", now: datetime | None = None) -> DeadLetter:
-    """A dead letter keeping the original bytes (base64) with the reason and its origin."""
+    """A dead letter keeping the original bytes (base64; a prefix past ``ORIGINAL_KEEP_MAX``)
+    with the reason and its origin."""
+    value = value or b""
     return DeadLetter(
         reason=reason,
         error=error[:ERROR_MAX_CHARS],
         stage=stage,
-        original_b64=base64.b64encode(value or b"").decode("ascii"),
-        key_b64=base64.b64encode(key).decode("ascii") if key is not None else None,
+        original_b64=base64.b64encode(value[:ORIGINAL_KEEP_MAX]).decode("ascii"),
+        key_b64=base64.b64encode(key[:KEY_KEEP_MAX]).decode("ascii") if key is not None else None,
+        original_size=len(value),
+        original_sha256=hashlib.sha256(value).hexdigest(),
+        original_truncated=len(value) > ORIGINAL_KEEP_MAX or len(key or b"") > KEY_KEEP_MAX,
         origin=origin,
         failed_at=now or utcnow(),
     )
