@@ -20,6 +20,7 @@ from services.alerts.subscriptions import SubscriptionStore
 from services.api.auth import KeyStore
 from services.api.feedback import FeedbackStore
 from services.api.kafka import KafkaGate
+from services.api.limits import BodyLimit
 from services.api.metrics import ApiMetrics
 from services.api.params import EntityResolver
 from services.api.routers import alerts, documents, feedback, health, keys, subscriptions, trends
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.state.linker = linker
     app.middleware("http")(metrics.middleware)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
 
     @app.exception_handler(BackendUnavailable)
     async def _unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:

@@ -98,13 +98,20 @@ class es_errors(_Translate):  # noqa: N801
 
 
 class kafka_errors(_Translate):  # noqa: N801
-    """aiokafka errors, socket errors and timeouts -> BackendUnavailable."""
+    """Retriable aiokafka errors, socket errors and timeouts -> BackendUnavailable; errors the
+    broker will repeat for the same request (a record too large, an unknown topic
+    configuration) -> BackendRejected, so a retry loop stops instead of spinning silently."""
 
     service = "kafka"
 
     def translate(self, exc: BaseException) -> BackendError | None:
-        from aiokafka.errors import KafkaError
+        from aiokafka import errors as ke
 
+        refused = (ke.MessageSizeTooLargeError, ke.RecordTooLargeError, ke.InvalidTopicError,
+                   ke.TopicAuthorizationFailedError, ke.InvalidRequiredAcksError)
+        if isinstance(exc, refused):
+            return BackendRejected(f"{self.what}: {exc!r}", self.service)
+        KafkaError = ke.KafkaError  # noqa: N806
         if isinstance(exc, KafkaError | OSError | TimeoutError):
             return BackendUnavailable(f"{self.what}: {exc!r}", self.service)
         return None

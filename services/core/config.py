@@ -48,6 +48,7 @@ class Settings(BaseSettings):
                                         description="Watchlist file (company names/aliases to tickers); default: the shipped example.")
     taxonomy_path: Path | None = Field(None, validation_alias=AliasChoices("YUQING_TAXONOMY"),
                                        description="Topic taxonomy file; default: the shipped taxonomy.")
+    max_event_age_days: float = Field(30.0, gt=0, description="Items whose published_at is older go to the DLQ (reason stale_published_at) instead of creating stray daily indices; raise it for a backfill.")
     dedup_window_s: int = Field(6 * 3600, description="Duplicates of a story within this window are dropped and counted.")
 
     # -- classification
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8080, description="API port.")
     api_max_range_days: int = Field(90, description="Longest time range a trends/alerts/documents query may span.")
+    api_max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies are refused with 413 before they are read.")
 
     # -- alert delivery (subscriptions, webhooks)
     deliver_max_attempts: int = Field(6, description="Webhook tries before a delivery becomes a dead letter.")

@@ -43,6 +43,7 @@ def build_ingestor(settings: Settings, redis: Redis) -> Ingestor:
         DedupStore(redis, settings.redis_prefix, settings.dedup_window_s),
         max_bytes=settings.max_message_bytes,
         max_chars=MAX_TEXT_CHARS,
+        max_age_days=settings.max_event_age_days,
     )
 
 

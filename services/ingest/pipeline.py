@@ -61,17 +61,22 @@ class Ingestor:
 
     def __init__(self, linker: EntityLinker, tagger: TopicTagger, dedup_store: DedupStore | None,
                  max_bytes: int, max_chars: int, max_future_s: float = 900.0,
+                 max_age_days: float = 30.0,
                  clock: Callable[[], datetime] = utcnow) -> None:
         """``max_future_s``: a ``published_at`` further ahead of the clock than this is refused
         (reason ``future_published_at``). Trends bucket documents by ``published_at``; a
         timestamp from the future (typically local time sent without an offset, which the
-        schema takes as UTC) would count in minutes that have not happened yet."""
+        schema takes as UTC) would count in minutes that have not happened yet.
+        ``max_age_days``: one older than this is refused (reason ``stale_published_at``): it
+        would create a daily index that retention deletes again, and no trend or alert
+        window counts it (a backfill raises the setting for its run)."""
         self.linker = linker
         self.tagger = tagger
         self.dedup = dedup_store
         self.max_bytes = max_bytes
         self.max_chars = max_chars
         self.max_future = timedelta(seconds=max_future_s)
+        self.max_age = timedelta(days=max_age_days)
         self.clock = clock
 
     def clean(self, msg: NewsIn | CommentIn, kind: DocKind, origin: SourceRef | None) -> CleanDoc:
@@ -82,6 +87,12 @@ class Ingestor:
             raise InputError(f"published_at {msg.published_at.isoformat()} is {ahead:.1f} h "
                              "ahead of now; send UTC or a time with its offset (+08:00)",
                              reason="future_published_at")
+        if msg.published_at < now - self.max_age:
+            age = (now - msg.published_at).total_seconds() / 86400
+            raise InputError(f"published_at {msg.published_at.isoformat()} is {age:.0f} days "
+                             f"old, over the {self.max_age.days}-day limit "
+                             "(YUQING_MAX_EVENT_AGE_DAYS; raise it for a backfill)",
+                             reason="stale_published_at")
         if isinstance(msg, NewsIn):
             title = clean_text(msg.title, min(TITLE_MAX_CHARS, self.max_chars))
             body = clean_text(msg.body, self.max_chars)

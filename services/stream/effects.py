@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -46,36 +47,65 @@ def die(what: str, exc: BaseException) -> None:
     os._exit(EXIT_UNEXPECTED)
 
 
+# While a backend is down an agent retries every few seconds; one line per retry buried the
+# real news (a 22 s Kafka outage wrote over a thousand lines). So: one warning when an
+# effect starts failing, a reminder every OUTAGE_REMINDER_S, one line when it succeeds again.
+OUTAGE_REMINDER_S = 30.0
+
+
 async def until_durable(what: str, effect: Callable[[], Awaitable[T]], *,
                         first_delay: float = 0.2, max_delay: float = 10.0,
-                        retry_rejected: bool = False) -> T:
+                        retry_rejected: bool = False,
+                        clock: Callable[[], float] = time.monotonic) -> T:
     """Run ``effect()`` until it succeeds; see the module docstring for what is retried."""
     delay = first_delay
     attempt = 0
+    down_since: float | None = None
+    reminded = 0.0
+
+    def failing(problem: str, wait: float) -> None:
+        nonlocal down_since, reminded
+        now = clock()
+        if down_since is None:
+            down_since = reminded = now
+            log.warning("%s: %s; retrying every few seconds until it succeeds", what, problem)
+        elif now - reminded >= OUTAGE_REMINDER_S:
+            reminded = now
+            log.warning("%s: still failing after %.0fs (%d attempts): %s", what,
+                        now - down_since, attempt, problem)
+        else:
+            log.debug("%s: %s; retrying in %.1fs (attempt %d)", what, problem, wait, attempt)
+
     while True:
         attempt += 1
         try:
-            return await effect()
+            result = await effect()
         except asyncio.CancelledError:
             raise
         except SinkBackpressure as exc:
             wait = max(exc.retry_after, first_delay)
-            log.warning("%s: %s is busy; pausing %.1fs (attempt %d)", what, exc.service, wait,
-                        attempt)
+            failing(f"{exc.service} is busy (pausing {wait:.1f}s)", wait)
             await asyncio.sleep(wait)
+            continue
         except BackendUnavailable as exc:
-            log.warning("%s: %s; retrying in %.1fs (attempt %d)", what, exc, delay, attempt)
+            failing(str(exc), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+            continue
         except BackendError as exc:
             if not retry_rejected:
                 die(what, exc)
-            log.warning("%s: %s; retrying in %.1fs (attempt %d)", what, exc, delay, attempt)
+            failing(str(exc), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+            continue
         except Exception as exc:  # noqa: BLE001 - see module docstring
             die(what, exc)
             raise  # unreachable; keeps type checkers happy
+        if down_since is not None:
+            log.warning("%s: succeeded again after %.0fs (%d attempts)", what,
+                        clock() - down_since, attempt)
+        return result
 
 
 async def finish_batch(what: str, work: Awaitable[T], grace_s: float) -> T:

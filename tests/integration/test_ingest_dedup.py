@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
@@ -21,6 +22,7 @@ async def _one(ingestor: Ingestor, value, key, kind, origin):
 pytestmark = pytest.mark.integration
 
 ORIGIN = SourceRef(topic="t", partition=0, offset=1)
+NOW = datetime(2026, 11, 29, 7, 0, tzinfo=UTC)  # the fixtures' published_at is an hour before
 
 
 async def test_first_writer_wins_and_redelivery_is_not_a_duplicate(redis: Redis,
@@ -55,7 +57,7 @@ def _news(id_: str, source: str, title: str, body: str) -> bytes:
 
 async def test_ingestor_drops_syndicated_copies(redis: Redis, redis_ns: str) -> None:
     ing = Ingestor(EntityLinker.from_file(), TopicTagger.from_file(),
-                   DedupStore(redis, redis_ns, 300), max_bytes=100_000, max_chars=5000)
+                   DedupStore(redis, redis_ns, 300), max_bytes=100_000, max_chars=5000, clock=lambda: NOW)
     body = "Alibaba said on Thursday its quarterly revenue rose 8%, beating analysts' estimates."
     orig = await _one(ing, _news("1", "reuters", "Alibaba beats estimates - Reuters",
                                    "HANGZHOU (Reuters) - " + body), None, "news", ORIGIN)
@@ -101,7 +103,7 @@ async def test_a_batch_gets_the_same_verdicts_as_one_at_a_time(redis: Redis, red
 
     def ingestor(ns: str) -> Ingestor:
         return Ingestor(EntityLinker.from_file(), TopicTagger.from_file(),
-                        DedupStore(redis, ns, 300), max_bytes=100_000, max_chars=5000)
+                        DedupStore(redis, ns, 300), max_bytes=100_000, max_chars=5000, clock=lambda: NOW)
 
     batch = await ingestor(redis_ns).process_many(
         [(m, None, o) for m, o in zip(msgs, origins, strict=True)], "news")

@@ -76,8 +76,12 @@ async def test_comment_and_category_and_cap(ingestor: Ingestor) -> None:
     (b"{not json", "invalid_json"),
     (b"[]", "not_object"),
     (b'{"id": "1", "source": "s", "published_at": "soon", "title": "t"}', "schema"),
-    (b'{"id": "1", "source": "s", "published_at": "2026-01-01", "title": "<br/>"}',
+    (b'{"id": "1", "source": "s", "published_at": "2026-11-28", "title": "<br/>"}',
      "empty_text"),
+    (b'{"id": "1", "source": "s", "published_at": "1970-01-01T00:00:00", "title": "t"}',
+     "stale_published_at"),
+    (b'{"id": "1", "source": "s", "published_at": "2026-10-29T11:00:00", "title": "t"}',
+     "stale_published_at"),
     (b'{"id": "1", "source": "s", "published_at": "2026-11-29T14:00:00", "title": "t"}',
      "future_published_at"),
 ])

@@ -69,3 +69,30 @@ async def test_an_unexpected_error_never_leaves_the_loop_as_an_exception() -> No
     with pytest.raises(Exited) as info:
         await finish_batch("t", broken(), grace_s=1)
     assert info.value.code == EXIT_UNEXPECTED
+
+
+async def test_an_outage_logs_a_start_reminders_and_an_end_not_every_retry(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.core.errors import BackendUnavailable
+    from services.stream.effects import until_durable
+
+    now = [0.0]
+    calls = [0]
+
+    async def no_sleep(s: float) -> None:
+        now[0] += s
+
+    monkeypatch.setattr(effects.asyncio, "sleep", no_sleep)
+
+    async def effect() -> str:
+        calls[0] += 1
+        if calls[0] <= 60:
+            raise BackendUnavailable("connection refused", "redis")
+        return "ok"
+
+    with caplog.at_level("INFO", logger="services.stream.effects"):
+        assert await until_durable("trends record", effect, clock=lambda: now[0]) == "ok"
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert 3 <= len(lines) <= 3 + int(now[0] // effects.OUTAGE_REMINDER_S)
+    assert "retrying" in lines[0] and "still failing" in lines[1]
+    assert "succeeded again" in lines[-1] and "61 attempts" in lines[-1]
