@@ -11,12 +11,14 @@ from services.core.backends import es_errors
 
 async def search(es: AsyncElasticsearch, index: str, *, query: dict[str, Any],
                  sort: list[Any] | None, offset: int, limit: int,
-                 highlight: dict[str, Any] | None = None) -> dict[str, Any]:
+                 highlight: dict[str, Any] | None = None,
+                 search_after: list[Any] | None = None) -> dict[str, Any]:
     """A paged search that treats a missing index as empty (nothing indexed yet)."""
+    extra: dict[str, Any] = {"search_after": search_after} if search_after else {}
     with es_errors("search"):
         res = await es.search(index=index, query=query, sort=sort, from_=offset, size=limit,
                               track_total_hits=True, ignore_unavailable=True,
-                              allow_no_indices=True, highlight=highlight)
+                              allow_no_indices=True, highlight=highlight, **extra)
     return res.body
 
 

@@ -127,6 +127,27 @@ async def test_alerts_filtered_and_paged(ctx):
     assert len(r.json()["items"]) == 1 and r.json()["total"] == 3
 
 
+async def test_cursor_pages_past_any_offset_and_deep_offsets_name_the_field(ctx):
+    client, keys, _, alerts, docs = ctx
+    h = auth(keys["read"])
+    for path, n in (("/v1/documents", len(docs)), ("/v1/alerts", len(alerts))):
+        seen: list[str] = []
+        params: dict = {"limit": 1}
+        for _ in range(n + 1):
+            r = await client.get(path, params=params, headers=h)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            seen += [i.get("doc_id") or i.get("alert_id") for i in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            params = {"limit": 1, "cursor": page["next_cursor"]}
+        assert len(seen) == len(set(seen)) == n, (path, seen)
+        r = await client.get(path, params={"offset": 9990, "limit": 20}, headers=h)
+        assert r.status_code == 422 and r.json()["detail"].startswith("offset:"), r.text
+        r = await client.get(path, params={"cursor": "not-a-cursor"}, headers=h)
+        assert r.status_code == 422 and r.json()["detail"].startswith("cursor:"), r.text
+
+
 async def test_trends_from_redis(ctx):
     client, keys, _, _, _ = ctx
     h = auth(keys["read"])

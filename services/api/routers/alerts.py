@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
 from services.api.es import range_filter, search
+from services.api.paging import Cursor, check_window, next_cursor
 from services.api.params import WINDOW_PATTERN, time_range
 from services.core.schemas import SEVERITY_ORDER, Severity
 
@@ -20,6 +21,7 @@ class AlertPage(BaseModel):
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = None
 
 
 @router.get("", response_model=AlertPage, summary="Recent alerts, newest first (scope: read)")
@@ -31,7 +33,9 @@ async def list_alerts(request: Request, es: ESDep, settings: SettingsDep, _: Rea
                       min_severity: Severity = "info",
                       window: Annotated[str | None, Query(pattern=WINDOW_PATTERN)] = None,
                       since: datetime | None = None, until: datetime | None = None,
-                      offset: Offset = 0, limit: Limit = 50) -> AlertPage:
+                      offset: Offset = 0, limit: Limit = 50,
+                      cursor: Cursor = None) -> AlertPage:
+    after = check_window(offset, limit, cursor)
     start, end = time_range(since, until, window, settings.api_max_range_days,
                             default_window=None)
     filters: list[dict[str, Any]] = [{"terms": {"severity": [
@@ -45,6 +49,7 @@ async def list_alerts(request: Request, es: ESDep, settings: SettingsDep, _: Rea
         filters.append(clause)
     res = await search(es, settings.es_alerts_index, query={"bool": {"filter": filters}},
                        sort=[{"created_at": "desc"}, {"alert_id": "asc"}], offset=offset,
-                       limit=limit)
-    items = [h["_source"] for h in res["hits"]["hits"]]
-    return AlertPage(items=items, total=res["hits"]["total"]["value"], offset=offset, limit=limit)
+                       limit=limit, search_after=after)
+    hits = res["hits"]["hits"]
+    return AlertPage(items=[h["_source"] for h in hits], total=res["hits"]["total"]["value"],
+                     offset=offset, limit=limit, next_cursor=next_cursor(hits, limit))

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
 from services.api.es import range_filter, search
+from services.api.paging import Cursor, check_window, next_cursor
 from services.api.params import WINDOW_PATTERN, time_range
 from services.core.schemas import Label
 
@@ -23,6 +24,7 @@ class DocumentPage(BaseModel):
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = None
 
 
 def _item(hit: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +53,8 @@ async def search_documents(
         window: Annotated[str | None, Query(pattern=WINDOW_PATTERN)] = None,
         since: datetime | None = None, until: datetime | None = None,
         sort: Literal["newest", "relevance", "most_negative"] = "newest",
-        offset: Offset = 0, limit: Limit = 20) -> DocumentPage:
+        offset: Offset = 0, limit: Limit = 20, cursor: Cursor = None) -> DocumentPage:
+    after = check_window(offset, limit, cursor)
     start, end = time_range(since, until, window, settings.api_max_range_days,
                             default_window=None)
     must: list[dict[str, Any]] = []
@@ -73,17 +76,18 @@ async def search_documents(
         filters.append(clause)
     sort_spec: list[Any] | None
     if sort == "relevance":
-        sort_spec = ["_score", {"published_at": "desc"}]
+        sort_spec = ["_score", {"published_at": "desc"}, {"doc_id": "asc"}]
     elif sort == "most_negative":
-        sort_spec = [{"sentiment.negative": "desc"}, {"published_at": "desc"}]
+        sort_spec = [{"sentiment.negative": "desc"}, {"published_at": "desc"}, {"doc_id": "asc"}]
     else:
         sort_spec = [{"published_at": "desc"}, {"doc_id": "asc"}]
     res = await search(es, settings.es_index_prefix,
                        query={"bool": {"must": must or [{"match_all": {}}], "filter": filters}},
-                       sort=sort_spec, offset=offset, limit=limit,
+                       sort=sort_spec, offset=offset, limit=limit, search_after=after,
                        highlight={"fields": {"text": {}, "title": {}}} if q else None)
-    return DocumentPage(items=[_item(h) for h in res["hits"]["hits"]],
-                        total=res["hits"]["total"]["value"], offset=offset, limit=limit)
+    hits = res["hits"]["hits"]
+    return DocumentPage(items=[_item(h) for h in hits], total=res["hits"]["total"]["value"],
+                        offset=offset, limit=limit, next_cursor=next_cursor(hits, limit))
 
 
 async def find_document(es: Any, alias: str, doc_id: str) -> dict[str, Any] | None:
