@@ -23,10 +23,10 @@ Bands = tuple[tuple[str, float], ...]
 @dataclass(frozen=True)
 class LifecycleConfig:
     # highest first: a window's band is the first whose score it reaches
-    bands: Bands = (("critical", 90.0), ("warning", 75.0), ("info", 60.0))
-    resolve_score: float = 30.0
+    bands: Bands = (("critical", 90.0), ("warning", 75.0), ("info", 50.0))
+    resolve_score: float = 25.0
     quiet_windows: int = 12
-    rearm_windows: int = 144
+    rearm_windows: int = 432
 
     @property
     def fire_score(self) -> float:

@@ -43,7 +43,7 @@ VERSION = "seasonal-nb/v1"
 @dataclass(frozen=True)
 class DetectorConfig:
     window_s: int = 300
-    spans: tuple[int, ...] = (1, 6)
+    spans: tuple[int, ...] = (6,)
     weeks: int = 4  # values kept per hour of week
     days: int = 7  # values kept per hour of day
     recent_hours: int = 24
@@ -56,6 +56,7 @@ class DetectorConfig:
     alpha_prior: float = 0.1
     alpha_prior_n: float = 24.0
     alpha_min: float = 0.01
+    dispersion_q: float = 0.75  # quantile of |r - median r| that sets the spread (0.5: MAD)
     share_rho: float = 0.02
     share_floor: float = 0.5
     per_decade: float = 10.0
@@ -127,6 +128,18 @@ class SeriesState:
                    alpha=dict(d["alpha"]), life=lifecycle.Lifecycle.from_dict(d["life"]))
 
 
+def _normal_quantile(q: float) -> float:
+    """z with P(|Z| <= z) = q for a standard normal Z (bisection; q in (0, 1))."""
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if math.erf(mid / math.sqrt(2.0)) < q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def _close_hour(st: SeriesState, cfg: DetectorConfig) -> None:
     if st.hour is None or st.hour_windows == 0:
         return
@@ -142,9 +155,10 @@ def _close_hour(st: SeriesState, cfg: DetectorConfig) -> None:
             continue
         r = [x[0] for x in rs]
         mid = median(r)
-        mad = median([abs(v - mid) for v in r])
+        dev = sorted(abs(v - mid) for v in r)
+        spread = dev[min(n - 1, int(cfg.dispersion_q * n))] / _normal_quantile(cfg.dispersion_q)
         e_typ = max(median([x[1] for x in rs]), 1e-6)
-        hat = max(0.0, (1.4826 * mad) ** 2 - 1.0 / e_typ)
+        hat = max(0.0, spread ** 2 - 1.0 / e_typ)
         a = (n * hat + cfg.alpha_prior_n * cfg.alpha_prior) / (n + cfg.alpha_prior_n)
         st.alpha[str(span)] = max(cfg.alpha_min, a)
 
