@@ -18,9 +18,10 @@ For one series (an entity or a topic), each closed window ``w`` brings its negat
      K beta-binomial over ``T`` documents at the usual share (expected negatives over
      expected totals for that hour) with over-dispersion ``share_rho``;
    * the surprise of a span is ``min(s_vol, max(s_share, share_floor * s_vol))`` with
-     ``s = -log10 p``: negative volume fires, but if the share is ordinary (a busy day full
-     of neutral news) its surprise is cut down to ``share_floor`` of itself. Without totals
-     (or with totals equal to the negatives) the share says nothing and ``s = s_vol``;
+     ``s = -log10 p``: it takes unusually many negatives *and* an unusual share of them; a
+     busy day full of neutral news (share ordinary) does not fire on its extra negatives
+     (``share_floor`` > 0 would keep that part of the volume surprise). Without totals (or
+     with totals equal to the negatives) the share says nothing and ``s = s_vol``;
 
 3. scores the window ``per_decade * (max_S s_S - log10 len(spans))`` (Bonferroni over spans),
    capped to 0..100, and feeds it to the lifecycle (``services.alerts.lifecycle``).
@@ -58,7 +59,7 @@ class DetectorConfig:
     alpha_min: float = 0.01
     dispersion_q: float = 0.75  # quantile of |r - median r| that sets the spread (0.5: MAD)
     share_rho: float = 0.02
-    share_floor: float = 0.5
+    share_floor: float = 0.0  # >0: an ordinary share keeps this part of s_vol
     per_decade: float = 10.0
     life: lifecycle.LifecycleConfig = field(default_factory=lifecycle.LifecycleConfig)
 
