@@ -1,49 +1,52 @@
-"""The stateful spike detector: window counts and baselines in Redis, verdicts from ``rules``.
+"""The stateful stream detector: window counts and per-series model state in Redis, verdicts
+from the seasonal model (``services.alerts.model``), exactly as ``services.alerts.replay``.
 
-Why Redis and not process memory: the detector must give the same alerts whether or not its
-worker was killed and restarted, and whether or not Kafka redelivered a batch. So
+Same input, same alerts -- whatever the batch boundaries, the replay speed, the arrival order
+across partitions, redelivery or a kill -9:
 
-* counts are idempotent per document: one Lua call per series adds the batch's doc ids to a
-  per-window set and increments the window's counters only for ids it had not seen
-  (a redelivered document changes nothing);
-* the baseline (EWMA mean/variance, last closed window, last alert) is a small JSON value per
-  series, written *after* the batch's alerts were delivered, and the offsets are committed
-  only after that (see ``services.alerts.agent``);
-* alert ids are a hash of (entity, topic, window start): a replayed window that fires again
-  produces the same id, which Elasticsearch stores once (it is the ``_id``) and which Kafka
-  consumers of ``yuqing.alerts`` can use to drop the rare redelivered copy. Severity can only
-  escalate within a window (same id, newer figures).
+* counts are idempotent per document: one Lua call per (series, window) adds the batch's doc
+  ids to a per-window set and increments the window's counters only for ids it had not seen;
+* a window is judged once, when it is *closed*: the event-time watermark (the smallest of
+  the largest event times seen per input partition, persisted with the state so a restart
+  does not forget a slow partition) has passed its end plus ``lateness_s``. Its counts are
+  then final (a document more than ``lateness_s`` behind its own partition's progress is
+  counted but no longer judged), so its verdict is a function of the documents and their
+  event times only. There are no early verdicts on open windows: they would depend on how
+  much of a window a batch happened to contain;
+* closed windows are stepped in order (windows without documents as zeros) through the same
+  ``model.step`` the offline replay uses; a series starts at its earliest counted window;
+* the state (profiles, dispersion, lifecycle, last closed window) is one JSON value per
+  series, written by ``commit`` *after* the batch's alerts were delivered; offsets are
+  committed after that. A crash before ``commit`` re-judges the same closed windows from the
+  same saved state with the same counts, so it produces the same events;
+* alert ids hash (entity, topic, episode start, event kind, severity): a repeated event has
+  the same id, which Elasticsearch stores once (``_id``) and consumers can deduplicate.
 
-Windows are in event time (``published_at``). A window closes (is absorbed into the baseline)
-when the watermark passes its end plus ``lateness_s``; the watermark is the *smallest* of the
-largest event times seen per input partition (partitions progress at different speeds, above
-all while a backlog is replayed; one racing ahead must not close windows another has not
-delivered yet). Touched windows are judged on every batch -- open ones, so an alert fires as
-soon as the spike is visible rather than when its window ends, and closed ones that received
-late documents.
-Every key of one series shares a hash tag ``{...}`` so the Lua call stays on one Redis Cluster
-slot.
+Work per document stays O(1): one pipelined Lua round trip per batch for the counts; per
+touched series a state read and a range read of the windows that close.
+Every key of one series shares a hash tag ``{...}`` so the Lua call stays on one slot.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.alerts import rules
+from services.alerts import model, rules
 from services.core.errors import BackendUnavailable
 from services.core.schemas import Alert, Evidence, ScoredDoc, utcnow
 
 log = logging.getLogger(__name__)
 
-DETECTOR = "ewma-negative-volume/v1"
+DETECTOR = model.VERSION
 
 # KEYS: counts hash, totals hash, seen set, evidence zset.  ARGV: window, ttl_s, top_n, then
 # triples (doc_id, is_negative 0/1, evidence json with score prefix "score|json" or "").
@@ -90,8 +93,12 @@ def series_of(doc: ScoredDoc) -> list[Series]:
     return out
 
 
-def alert_id(series: Series, window_start: datetime) -> str:
-    raw = f"{series.entity}|{series.topic}|{window_start.isoformat()}"
+def alert_id(series: Series, episode_start: datetime, kind: str = "firing",
+             severity: str | None = None) -> str:
+    """Deterministic id of one lifecycle event (escalations differ by their severity)."""
+    raw = f"{series.entity}|{series.topic}|{episode_start.isoformat()}|{kind}"
+    if kind == "escalated":
+        raw += f"|{severity}"
     return "al-" + hashlib.sha1(raw.encode()).hexdigest()[:20]
 
 
@@ -112,25 +119,33 @@ def _evidence_json(doc: ScoredDoc) -> str:
 
 class AlertDetector:
     """Feed it scored batches (``observe``); it returns the alerts to emit, then ``commit``
-    saves the baselines once those alerts are delivered."""
+    saves the states once those alerts are delivered. ``cfg``: a ``model.DetectorConfig``
+    (a legacy ``rules.RuleConfig`` is taken for its ``window_s`` and ``min_count``)."""
 
-    def __init__(self, redis: Redis, prefix: str, cfg: rules.RuleConfig, *,
+    def __init__(self, redis: Redis, prefix: str,
+                 cfg: model.DetectorConfig | rules.RuleConfig | None = None, *,
                  lateness_s: float = 60.0, ttl_s: int = 48 * 3600, top_n: int = 5) -> None:
+        if isinstance(cfg, rules.RuleConfig):
+            cfg = model.DetectorConfig(window_s=cfg.window_s, min_count=cfg.min_count)
+        self.cfg: model.DetectorConfig = cfg or model.DetectorConfig()
         self.redis = redis
         self.prefix = prefix
-        self.cfg = cfg
         self.lateness_s = lateness_s
-        self.ttl_s = ttl_s
+        # the profile needs weeks of window counts: keep them at least as long as it learns
+        self.ttl_s = max(ttl_s, (self.cfg.weeks * 7 + 1) * 86400)
         self.top_n = top_n
         self._count = redis.register_script(_COUNT_LUA)
-        self.late_windows = max(1, (24 * 3600) // cfg.window_s)  # judge late data up to a day
-        self._high: dict[int, float] = {}  # partition -> largest event time seen
-        self._pending: dict[Series, rules.Baseline] = {}
+        self._high: dict[int, float] | None = None  # partition -> largest event time seen
+        self._pending: dict[Series, model.SeriesState] = {}
 
     # -- keys
     def _key(self, s: Series, what: str, window: int | None = None) -> str:
         suffix = f":{window}" if window is not None else ""
         return f"{self.prefix}:alerts:{{{s.tag}}}:{what}{suffix}"
+
+    @property
+    def _wm_key(self) -> str:
+        return f"{self.prefix}:alerts:watermark"
 
     def _window_start(self, w: int) -> datetime:
         return datetime.fromtimestamp(w * self.cfg.window_s, tz=UTC)
@@ -138,17 +153,21 @@ class AlertDetector:
     # -- main entry points
     async def observe(self, docs: Sequence[ScoredDoc],
                       partitions: Sequence[int] | None = None) -> list[Alert]:
-        """Count ``docs`` (idempotently) and judge every series they touch. ``partitions``:
-        the input partition of each document (for the watermark); default: all one."""
+        """Count ``docs`` (idempotently) and judge the windows the watermark closes for every
+        series they touch. ``partitions``: the input partition of each document (for the
+        watermark); default: all one."""
         if not docs:
             return []
-        self._pending.clear()  # judged from the saved baselines, so a retry judges afresh
+        self._pending.clear()  # judged from the saved states, so a retry judges afresh
         parts = list(partitions) if partitions is not None else [0] * len(docs)
-        for d, part in zip(docs, parts, strict=True):
-            ts = _ts(d)
-            if ts > self._high.get(part, float("-inf")):
-                self._high[part] = ts
         try:
+            if self._high is None:
+                raw = await self.redis.hgetall(self._wm_key)
+                self._high = {int(k): float(v) for k, v in raw.items()}
+            for d, part in zip(docs, parts, strict=True):
+                ts = _ts(d)
+                if ts > self._high.get(part, float("-inf")):
+                    self._high[part] = ts
             return await self._observe(docs)
         except RedisError as exc:
             self._pending.clear()
@@ -158,13 +177,14 @@ class AlertDetector:
             raise
 
     async def commit(self) -> None:
-        """Persist baselines judged by the last ``observe`` (call after its alerts are out)."""
-        if not self._pending:
-            return
+        """Persist the states judged by the last ``observe`` (call after its alerts are out)."""
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for s, b in self._pending.items():
-                    pipe.set(self._key(s, "state"), json.dumps(b.to_dict()), ex=self.ttl_s)
+                for s, st in self._pending.items():
+                    pipe.set(self._key(s, "model"), json.dumps(st.to_dict()), ex=self.ttl_s)
+                if self._high:
+                    pipe.hset(self._wm_key, mapping={str(k): repr(v)
+                                                     for k, v in self._high.items()})
                 await pipe.execute()
         except RedisError as exc:
             raise BackendUnavailable(f"alert state: {exc}", "redis") from exc
@@ -187,74 +207,66 @@ class AlertDetector:
                         self._key(s, "ev", w)]
                 await self._count(keys=keys, args=argv, client=pipe)
             await pipe.execute()
-        # 2. watermark (event time): the slowest partition's progress. After a restart it
-        # starts again from what arrives; baselines never absorb a window twice (last_closed)
+        # 2. watermark (event time): the slowest partition's progress
+        assert self._high is not None
         watermark = min(self._high.values())
         closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
-        # 3. judge each touched series
-        touched: dict[Series, set[int]] = defaultdict(set)
-        for s, w in groups:
-            touched[s].add(w)
+        # 3. step each touched series through the windows that are now closed
         alerts: list[Alert] = []
-        for s, windows in touched.items():
-            alerts += await self._judge_series(s, windows, closed_upto)
+        for s in dict.fromkeys(s for s, _ in groups):
+            alerts += await self._close_series(s, closed_upto)
         return alerts
 
-    async def _load(self, s: Series, first_window: int) -> rules.Baseline:
-        if s in self._pending:
-            return self._pending[s]
-        raw = await self.redis.get(self._key(s, "state"))
-        if raw:
-            return rules.Baseline.from_dict(json.loads(raw))
-        return rules.Baseline(last_closed=first_window - 1)
+    async def _load(self, s: Series) -> model.SeriesState | None:
+        raw = await self.redis.get(self._key(s, "model"))
+        return model.SeriesState.from_dict(json.loads(raw)) if raw else None
 
-    async def _counts(self, s: Series, windows: Iterable[int]) -> dict[int, tuple[int, int]]:
-        ws = sorted(set(windows))
-        if not ws:
-            return {}
+    async def _close_series(self, s: Series, closed_upto: int) -> list[Alert]:
+        st = await self._load(s)
+        if st is None or st.last_window is None:
+            # a new series starts at its earliest counted window (not at whichever window
+            # the first batch happened to hold)
+            known = [int(k) for k in await self.redis.hkeys(self._key(s, "tot"))]
+            first = min(known, default=closed_upto + 1)
+            st = st or model.SeriesState()
+            st.last_window = None
+            start = first
+        else:
+            start = st.last_window + 1
+        if start > closed_upto:
+            return []
+        ws = list(range(start, closed_upto + 1))
         neg = await self.redis.hmget(self._key(s, "neg"), [str(w) for w in ws])
         tot = await self.redis.hmget(self._key(s, "tot"), [str(w) for w in ws])
-        return {w: (int(n or 0), int(t or 0)) for w, n, t in zip(ws, neg, tot, strict=True)}
-
-    async def _judge_series(self, s: Series, windows: set[int], closed_upto: int) -> list[Alert]:
-        b = await self._load(s, min(windows))
-        last = b.last_closed if b.last_closed is not None else min(windows) - 1
-        to_close = range(max(last + 1, closed_upto - 2000), closed_upto + 1)
-        open_windows = sorted(w for w in windows if w > closed_upto)
-        counts = await self._counts(s, list(to_close) + open_windows)
         alerts: list[Alert] = []
-        # windows that close now get a last verdict before they are absorbed (a spike that
-        # filled up between two batches), then become baseline
-        for w in to_close:
-            neg, tot = counts.get(w, (0, 0))
-            if w in windows:
-                v = rules.judge(b, w, neg, self.cfg)
-                if v is not None:
-                    alerts.append(await self._alert(s, v, tot))
-                    b = rules.fired(b, v)
-            b = rules.absorb(b, w, neg, self.cfg)
-        # late documents for windows closed earlier, then the open windows
-        late = sorted(w for w in windows if w <= last and w >= last - self.late_windows)
-        if late:
-            counts.update(await self._counts(s, late))
-        for w in late + open_windows:
-            neg, tot = counts.get(w, (0, 0))
-            v = rules.judge(b, w, neg, self.cfg)
-            if v is not None:
-                alerts.append(await self._alert(s, v, tot))
-                b = rules.fired(b, v)
-        self._pending[s] = b
+        for w, n, t in zip(ws, neg, tot, strict=True):
+            n_i, t_i = int(n or 0), int(t or 0)
+            _, ev = model.step(st, w, n_i, t_i, self.cfg)
+            if ev is not None:
+                alerts.append(await self._alert(s, ev, st))
+        self._pending[s] = st
         return alerts
 
-    async def _alert(self, s: Series, v: rules.Verdict, total: int) -> Alert:
-        start = self._window_start(v.window)
-        end = self._window_start(v.window + 1)
-        raw = await self.redis.zrevrange(self._key(s, "ev", v.window), 0, self.top_n - 1)
+    async def _alert(self, s: Series, ev: model.Event, st: model.SeriesState) -> Alert:
+        start = self._window_start(ev.window)
+        episode = self._window_start(ev.episode_start)
+        raw = await self.redis.zrevrange(self._key(s, "ev", ev.window), 0, self.top_n - 1)
+        if not raw and ev.kind != "firing":  # quiet window: show what started the episode
+            raw = await self.redis.zrevrange(self._key(s, "ev", ev.episode_start), 0,
+                                             self.top_n - 1)
         evidence = [Evidence.model_validate_json(r) for r in raw]
-        return Alert(alert_id=alert_id(s, start), entity=s.entity, topic=s.topic,
-                     severity=v.severity, window_start=start, window_end=end,
-                     negative_count=v.count, total_count=max(total, v.count),
-                     negative_share=round(v.count / max(total, v.count, 1), 4),
-                     baseline_mean=round(v.mean, 4), baseline_std=round(v.std, 4),
-                     score=round(v.score, 3), evidence=evidence, detector=DETECTOR,
-                     created_at=utcnow())
+        total = ev.total if ev.total is not None else ev.negatives
+        alpha = st.alpha.get(str(max(self.cfg.spans)), self.cfg.alpha_prior)
+        std = math.sqrt(ev.expected + alpha * ev.expected ** 2)
+        return Alert(alert_id=alert_id(s, episode, ev.kind, ev.severity), entity=s.entity,
+                     topic=s.topic, severity=ev.severity, window_start=start,
+                     window_end=self._window_start(ev.window + 1),
+                     negative_count=ev.negatives, total_count=max(total, ev.negatives),
+                     negative_share=round(ev.negatives / max(total, ev.negatives, 1), 4),
+                     baseline_mean=round(ev.expected, 4), baseline_std=round(std, 4),
+                     score=round(ev.score, 3), evidence=evidence, detector=DETECTOR,
+                     created_at=utcnow(), state=ev.kind, episode_start=episode,
+                     peak_score=round(ev.peak_score, 3),
+                     duration_s=float((ev.last_window + 1 - ev.episode_start)
+                                      * self.cfg.window_s),
+                     episode_negatives=ev.episode_negatives)

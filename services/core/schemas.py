@@ -138,10 +138,18 @@ class Alert(BaseModel):
     negative_share: float
     baseline_mean: float
     baseline_std: float
-    score: float = Field(description="How far above the baseline, in standard deviations.")
+    score: float = Field(description="Anomaly score 0-100 from the window's tail probability "
+                                     "(legacy EWMA alerts: z, in standard deviations).")
     evidence: list[Evidence] = Field(default_factory=list)
-    detector: str
+    detector: str = Field(description="Detector and model version, e.g. 'seasonal-nb/v1'.")
     created_at: UtcDatetime
+    state: Literal["firing", "escalated", "resolved"] = Field(
+        "firing", description="Lifecycle event: first crossing, severity increase, or end.")
+    episode_start: UtcDatetime | None = Field(None, description="Start of the episode's first window.")
+    peak_score: float | None = Field(None, description="Highest score in the episode so far.")
+    duration_s: float | None = Field(None, description="Episode start to the end of its last "
+                                                       "window above the resolve score.")
+    episode_negatives: int | None = Field(None, description="Negatives in the episode so far.")
 
 
 class DeadLetter(BaseModel):
