@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from models.finetune.make_production import Recipe, run
 from models.finetune.retrain import retrain_if_enough
-from models.registry import Gate, Registry
+from models.gate import Gate
+from models.registry import Registry
 from services.classify.metrics import classify_metrics
 from services.classify.worker import open_inference_worker
 from tests.integration.api_helpers import api_client, auth, isolated_settings, make_keys
