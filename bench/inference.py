@@ -168,7 +168,8 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
 
     from services.classify.metrics import classify_metrics
     from services.classify.scorer import Scored
-    from services.classify.worker import InferenceWorker, cpu_parallelism
+    from services.classify.serve import cpu_parallelism
+    from services.classify.worker import InferenceWorker
 
     forward_threads = 1
     if not args.device.startswith("cuda"):  # as the product runs it (open_inference_worker)

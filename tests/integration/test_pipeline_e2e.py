@@ -15,8 +15,9 @@ from datetime import datetime
 
 import pytest
 
+from models.registry import ModelRef
 from services.alerts import rules
-from services.classify.model_watch import ModelRef, load_checkpoint
+from services.classify.model_watch import load_checkpoint
 from services.feed.replay import replay
 from tests.integration.pipeline_fixtures import (  # noqa: F401 - fixtures
     Pipeline,

@@ -19,7 +19,7 @@ from models.finetune.retrain import retrain_if_enough
 from models.gate import Gate
 from models.registry import Registry
 from services.classify.metrics import classify_metrics
-from services.classify.worker import open_inference_worker
+from services.classify.serve import open_inference_worker
 from tests.integration.api_helpers import api_client, auth, isolated_settings, make_keys
 from tests.model_helpers import make_tiny_base, synthetic_rows
 

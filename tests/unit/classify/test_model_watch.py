@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from models.registry import Registry
+from models.registry import ModelRef, Registry
 from models.sentiment import SentimentModel
 from models.sentiment.network import save_checkpoint
 from services.classify.metrics import ClassifyMetrics
 from services.classify.model_watch import (
-    ModelRef,
     ModelWatcher,
     load_checkpoint,
     production_provider,
@@ -95,7 +94,7 @@ async def test_fixed_model_path(registry: Path, metrics) -> None:
 async def test_worker_follows_the_registry_end_to_end(registry: Path, metrics) -> None:
     import asyncio
 
-    from services.classify.worker import open_inference_worker
+    from services.classify.serve import open_inference_worker
     from services.core.config import Settings
 
     _promote(registry, "v1")
