@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-PRESETS = {  # worker limits per device (the product reads YUQING_CLASSIFY_*)
+PRESETS = {  # this benchmark's worker limits per device (the product's: classify/serve.py)
     "cpu": {"max_batch": 64, "max_tokens": 4096, "max_wait_ms": 20, "queue_size": 1024,
             "max_padding": 0.1,
             "pipeline_batch": 64, "call_size": 64, "calls_in_flight": 4},
@@ -168,7 +168,8 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
 
     from services.classify.metrics import classify_metrics
     from services.classify.scorer import Scored
-    from services.classify.worker import InferenceWorker, cpu_parallelism
+    from services.classify.serve import cpu_parallelism
+    from services.classify.worker import InferenceWorker
 
     forward_threads = 1
     if not args.device.startswith("cuda"):  # as the product runs it (open_inference_worker)
@@ -357,8 +358,3 @@ def write(result: dict, output: Path | None) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
 
-
-if __name__ == "__main__":  # python -m bench.inference (same as `yuqing bench inference`)
-    from services.classify.cli import app_for_module
-
-    app_for_module()()

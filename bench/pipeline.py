@@ -112,7 +112,7 @@ def text(it: FeedItem) -> str:
 async def ceiling(s: Settings, texts: list[str]) -> tuple[float, str, str, float]:
     """Raw classifier docs/s: the inference worker alone (same model and limits as workers),
     and the CPU ms per text it used (all threads of this process)."""
-    from services.classify.agent import open_scorer
+    from services.classify.serve import open_scorer
 
     scorer, stack = await open_scorer(s)
     try:

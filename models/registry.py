@@ -14,13 +14,8 @@ the same directory, fsynced, then ``os.replace``d, so readers see the old or the
 new pointer, never a torn one. ``history`` keeps earlier production versions so
 ``rollback`` needs no other state.
 
-The promotion gate (``Gate``): a candidate replaces production only if its macro-F1
-on the frozen eval set is at most ``f1_tolerance`` below production's AND its
-negative-class recall is not lower (negatives drive alerts; a regression there is
-the costly failure) AND, on each guard set both were evaluated on (the news held-out
-set), its macro-F1 is at most ``guard_tolerance`` below production's. Primary
-numbers must come from the same eval set, which the metrics carry as ``eval_set``;
-mismatching sets refuse promotion.
+The promotion gate (whether a candidate may replace production) is ``models.gate``; the
+model card written beside each version is ``models.model_card``.
 """
 from __future__ import annotations
 
@@ -33,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from models.gate import DEFAULT_GATE, Gate
+from models.model_card import model_card
 from models.sentiment.config import ModelConfig
 
 POINTER = "production.json"
@@ -45,63 +42,12 @@ class RegistryError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Gate:
-    metric: str = "macro_f1"
-    f1_tolerance: float = 0.005
-    recall_label: str = "negative"
-    recall_tolerance: float = 0.0
-    # Secondary held-out sets (under metrics["evals"]) that may not regress by more than
-    # guard_tolerance macro-F1: valid.csv is tweets, production traffic is mostly news, and
-    # a tweets-only model scores the same on valid.csv but 18 points lower on news.
-    guard_sets: tuple[str, ...] = ("yuqing_news_heldout.jsonl",)
-    guard_tolerance: float = 0.02
+class ModelRef:
+    """Which version serves and where its folder is: what the pointer says, and what a
+    server needs to load and label a model (a fixed ``YUQING_MODEL_PATH`` has version ``?``)."""
 
-    def check(self, candidate: dict, production: dict | None) -> tuple[bool, list[str]]:
-        """(accepted, reasons). No production model: accepted if metrics are present."""
-        reasons: list[str] = []
-        try:
-            c_f1 = float(candidate[self.metric])
-            c_rec = float(candidate["per_class"][self.recall_label]["recall"])
-        except (KeyError, TypeError, ValueError):
-            return False, [f"candidate metrics lack {self.metric} / "
-                           f"per_class.{self.recall_label}.recall"]
-        if production is None:
-            return True, [f"no production model; candidate {self.metric}={c_f1:.4f}"]
-        ce, pe = candidate.get("eval_set"), production.get("eval_set")
-        if ce and pe and ce != pe:
-            return False, [f"eval sets differ (candidate {ce!r}, production {pe!r}): "
-                           "re-evaluate both on the frozen eval set"]
-        p_f1 = float(production[self.metric])
-        p_rec = float(production["per_class"][self.recall_label]["recall"])
-        ok = True
-        if c_f1 < p_f1 - self.f1_tolerance:
-            ok = False
-            reasons.append(f"{self.metric} {c_f1:.4f} < production {p_f1:.4f} - "
-                           f"tolerance {self.f1_tolerance}")
-        else:
-            reasons.append(f"{self.metric} {c_f1:.4f} vs production {p_f1:.4f} (ok: not more than "
-                           f"{self.f1_tolerance} below)")
-        if c_rec < p_rec - self.recall_tolerance:
-            ok = False
-            reasons.append(f"{self.recall_label} recall {c_rec:.4f} < production {p_rec:.4f}")
-        else:
-            reasons.append(f"{self.recall_label} recall {c_rec:.4f} >= production {p_rec:.4f}")
-        for name in self.guard_sets:
-            try:
-                c_g = float(candidate["evals"][name][self.metric])
-                p_g = float(production["evals"][name][self.metric])
-            except (KeyError, TypeError, ValueError):
-                continue  # the set is not measured on both: nothing to compare
-            if c_g < p_g - self.guard_tolerance:
-                ok = False
-                reasons.append(f"{name} {self.metric} {c_g:.4f} < production {p_g:.4f} - "
-                               f"tolerance {self.guard_tolerance}")
-            else:
-                reasons.append(f"{name} {self.metric} {c_g:.4f} vs production {p_g:.4f} (ok)")
-        return ok, reasons
-
-
-DEFAULT_GATE = Gate()
+    version: str
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -277,70 +223,7 @@ class Registry:
             "history": history[-20:]}, indent=2) + "\n")
 
 
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def model_card(version: str, cfg: ModelConfig, metrics: dict, folder: Path, extra: str = "") -> str:
-    t = cfg.training or {}
-    lines = [f"# Model card: {version}", "",
-             "Financial-news sentiment classifier (negative / neutral / positive) for yuqing.", "",
-             "## Model", "",
-             f"- base encoder: `{cfg.base_model}` (all-MiniLM-L6-v2, 22.7M params)",
-             f"- method: {cfg.method}" + (f" (LoRA r={cfg.lora['r']}, alpha={cfg.lora['alpha']})"
-                                         if cfg.lora else ""),
-             f"- pooling: {cfg.pooling}, max_length: {cfg.max_length} tokens, "
-             f"normalisation v{cfg.normalization_version}",
-             f"- labels: {', '.join(cfg.labels)}",
-             f"- artifact size: {_dir_size(folder) / 1e6:.1f} MB", f"- created: {cfg.created_at}",
-             "", "## Training data", ""]
-    data = t.get("data") or {}
-    if data:
-        for k, v in data.items():
-            lines.append(f"- {k}: {v}")
-    else:
-        lines.append("- (not recorded)")
-    lines += ["", "## Parameters", ""]
-    for k in ("lr", "epochs", "batch_size", "weight_decay", "label_smoothing", "class_weighting",
-              "freeze_embeddings", "seed", "steps", "best_step", "train_seconds", "train_rows",
-              "dev_rows"):
-        if k in t:
-            lines.append(f"- {k}: {t[k]}")
-    lines += ["", "## Results", ""]
-    evals = metrics.get("evals") if isinstance(metrics.get("evals"), dict) else {"eval": metrics}
-    for name, m in evals.items():
-        if not isinstance(m, dict) or "accuracy" not in m:
-            continue
-        lines.append(f"### {name} (n={m.get('n')})")
-        lines.append("")
-        lines.append(f"accuracy {m['accuracy']:.4f} · macro-F1 {m['macro_f1']:.4f} · "
-                     f"ECE {m.get('ece', float('nan')):.4f}")
-        lines.append("")
-        lines.append("| class | precision | recall | F1 | support |")
-        lines.append("| --- | --- | --- | --- | --- |")
-        for c, v in m.get("per_class", {}).items():
-            lines.append(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
-                         f"{v['support']} |")
-        lines.append("")
-    lines += ["## Limitations", "",
-              "Trained on short English finance tweets/headlines; long documents are truncated "
-              f"to {cfg.max_length} tokens; non-English text scores near the prior.", ""]
-    if extra:
-        lines += [extra, ""]
-    return "\n".join(lines)
-
-
-
-
-
-
-@dataclass(frozen=True)
-class ProductionRef:
-    version: str
-    path: Path
-
-
-def production(root: str | Path) -> ProductionRef | None:
+def production(root: str | Path) -> ModelRef | None:
     """Module-level convenience for servers polling the pointer: the production
     (version, path) or None when nothing is promoted yet. A corrupt pointer or model
     folder raises RegistryError (the caller keeps serving its current model)."""
@@ -348,4 +231,4 @@ def production(root: str | Path) -> ProductionRef | None:
     if reg._pointer() is None:
         return None
     path, version = reg.production()
-    return ProductionRef(version, path)
+    return ModelRef(version, path)

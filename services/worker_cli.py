@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,41 +56,9 @@ def worker(
     run_worker(settings, role)
 
 
-def bench_pipeline(
-    n: Annotated[int, typer.Option(help="Items for the throughput phase.")] = 6000,
-    n_latency: Annotated[int, typer.Option(help="Items for the latency phase (~50 s at half the ceiling).")] = 9000,
-    layout: Annotated[str, typer.Option(
-        help="split: one worker process per role; all: one process.")] = "split",
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
-    keep: Annotated[bool, typer.Option(help="Keep the benchmark's topics and data.")] = False,
-) -> None:
-    """End-to-end throughput and latency (produce -> searchable / trend) beside the raw
-    classifier throughput; prints a table, writes bench/results/pipeline-<device>.json."""
-    repo = Path(__file__).resolve().parents[1]
-    if not (repo / "bench" / "pipeline.py").is_file():
-        typer.echo(f"error: bench/pipeline.py not found under {repo}: run from a source "
-                   "checkout of yuqing", err=True)
-        raise typer.Exit(2)
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
-    import bench.pipeline as mod
-
-    mod.main(["--n", str(n), "--n-latency", str(n_latency), "--layout", layout, "--device",
-              device, *(["--keep"] if keep else [])])
-
-
 def register(app: typer.Typer) -> None:
-    """``worker``, ``bench pipeline`` (in the shared ``bench`` group), and the feed commands."""
+    """``worker`` and the feed commands."""
     app.command("worker")(worker)
-    for group in app.registered_groups:
-        if group.name == "bench" and group.typer_instance is not None:
-            group.typer_instance.command("pipeline")(bench_pipeline)
-            break
-    else:
-        bench_app = typer.Typer(help="Benchmarks (print a table, write bench/results/*.json).",
-                                no_args_is_help=True)
-        bench_app.command("pipeline")(bench_pipeline)
-        app.add_typer(bench_app, name="bench")
     from services.feed.cli import register as register_feed
 
     register_feed(app)

@@ -234,7 +234,8 @@ def models_promote(
     ] = 0.005,
 ) -> None:
     """Make VERSION production if it passes the gate (macro-F1, negative recall)."""
-    from models.registry import Gate, Registry, RegistryError
+    from models.gate import Gate
+    from models.registry import Registry, RegistryError
 
     reg = Registry(registry)
     try:

@@ -36,7 +36,8 @@ from models.finetune.datasets import (
 )
 from models.finetune.evaluate import evaluate_model, write_metrics
 from models.finetune.train import TrainConfig, train
-from models.registry import Gate, Registry
+from models.gate import Gate
+from models.registry import Registry
 from models.sentiment.config import BASE_PACKAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

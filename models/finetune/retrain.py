@@ -24,7 +24,8 @@ import typer
 
 from models.finetune.datasets import DataError, Example, _map_label
 from models.finetune.make_production import Recipe, run
-from models.registry import Gate, Registry, RegistryError
+from models.gate import Gate
+from models.registry import Registry, RegistryError
 
 
 def read_feedback(source: str | Path | Iterable[dict]) -> list[dict]:

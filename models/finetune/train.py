@@ -40,6 +40,7 @@ from torch import nn
 from models.finetune.datasets import Example, balance_report
 from models.finetune.metrics import classification_metrics, format_metrics
 from models.sentiment.config import BASE_PACKAGE, ModelConfig
+from models.sentiment.device import resolve_device
 from models.sentiment.network import build_classifier, save_checkpoint, tokenizer_file
 from models.sentiment.predictor import SentimentModel
 from models.sentiment.tokenize import TextEncoder
@@ -146,8 +147,7 @@ def evaluate_network(scorer: SentimentModel, examples: list[Example],
 def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
           out_dir: str | Path) -> TrainResult:
     seed_everything(cfg.seed)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device(resolve_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif device.type == "cpu":

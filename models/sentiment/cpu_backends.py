@@ -1,6 +1,6 @@
-"""CPU execution backends for the predictor, and the benchmark that picks between them.
+"""CPU execution backends for the predictor.
 
-Backends (all return softmax probabilities for ``(input_ids, attention_mask)``):
+Backends (each a :data:`CpuBackend`: softmax probabilities for ``(input_ids, attention_mask)``):
 
 * ``fp32``  the torch model as trained.
 * ``int8``  ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear``: int8
@@ -9,26 +9,24 @@ Backends (all return softmax probabilities for ``(input_ids, attention_mask)``):
   ONNX Runtime (graph optimisations + its own GEMM kernels), only when
   ``onnxruntime`` is importable and the export succeeds.
 
-``pick_cpu_backend`` encodes the measurement recorded in docs/model.md
-(``python -m models.sentiment.cpu_backends --model DIR --data valid.csv`` reproduces
-it); callers override per host with an explicit ``backend``. The ONNX exporter needs the
+``pick_cpu_backend`` encodes the measurement recorded in docs/model.md (``python -m
+bench.cpu_backends --model DIR --data valid.csv`` from a source checkout reproduces it);
+callers override per host with an explicit ``backend``. The ONNX exporter needs the
 ``onnx`` package in addition to ``onnxruntime``.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib.util
 import os
 import tempfile
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+CpuBackend = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 # Measured in docs/model.md on the 2-core dev box (1 thread, production model, valid.csv):
 # fp32 34 texts/s; ONNX Runtime 54 texts/s with identical predictions; int8 114 texts/s but
@@ -45,7 +43,7 @@ def pick_cpu_backend() -> str:
     return "fp32"
 
 
-def _torch_runner(net: nn.Module) -> Runner:
+def _torch_backend(net: nn.Module) -> CpuBackend:
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             logits = net(torch.from_numpy(ids), torch.from_numpy(mask))
@@ -80,7 +78,7 @@ def _export(net: nn.Module, ids: torch.Tensor, path: str) -> None:
     )
 
 
-def _onnx_runner(network: nn.Module, max_length: int) -> Runner | None:
+def _onnx_backend(network: nn.Module, max_length: int) -> CpuBackend | None:
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     import onnxruntime as ort
@@ -109,68 +107,13 @@ def _onnx_runner(network: nn.Module, max_length: int) -> Runner | None:
     return run
 
 
-def make_runner(network: nn.Module, backend: str, max_length: int) -> Runner | None:
-    """A runner for ``backend`` or None when unavailable on this host."""
+def build_cpu_backend(network: nn.Module, backend: str, max_length: int) -> CpuBackend | None:
+    """``backend`` built for ``network``, or None when this host cannot run it (the
+    predictor then stays on fp32 rather than failing)."""
     if backend == "fp32":
-        return _torch_runner(network)
+        return _torch_backend(network)
     if backend == "int8":
-        return _torch_runner(quantize_int8(network))
+        return _torch_backend(quantize_int8(network))
     if backend == "onnx":
-        return _onnx_runner(network, max_length)
+        return _onnx_backend(network, max_length)
     raise ValueError(f"unknown backend {backend!r}: use auto, fp32, int8 or onnx")
-
-
-def main() -> None:
-    """Throughput (texts/s) and agreement with fp32 for each backend on this machine."""
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--model", help="checkpoint folder (default: untrained test model)")
-    ap.add_argument("--data", help="CSV/JSONL with text,label to measure accuracy too")
-    ap.add_argument("--label-map", default=None)
-    ap.add_argument("--n", type=int, default=512, help="texts to time")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--backends", default="fp32,int8,onnx")
-    a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    from models.sentiment.predictor import SentimentModel
-
-    sm = (SentimentModel.from_checkpoint(a.model, device="cpu", backend="fp32") if a.model
-          else SentimentModel.untrained_for_tests())
-    texts, y = None, None
-    if a.data:
-        from models.finetune.datasets import read_examples
-        from models.text import LABELS
-
-        exs = read_examples(a.data, label_map=a.label_map)
-        texts = [e.text for e in exs]
-        y = np.array([LABELS.index(e.label) for e in exs])
-    else:
-        rng = np.random.default_rng(0)
-        words = "shares stock profit loss guidance beats misses cut raise outlook $AAPL".split()
-        texts = [" ".join(rng.choice(words, rng.integers(5, 40))) for _ in range(a.n)]
-    timed = texts[: a.n]
-    ref = None
-    print(f"threads={torch.get_num_threads()} n={len(timed)} batch={a.batch_size}")
-    for b in a.backends.split(","):
-        if sm.set_backend(b) != b:
-            print(f"{b:>5}: unavailable")
-            continue
-        sm.predict_proba(timed[: a.batch_size], a.batch_size)  # warm-up
-        t0 = time.perf_counter()
-        probs, _ = sm.predict_proba(timed, a.batch_size)
-        dt = time.perf_counter() - t0
-        ref = probs if ref is None else ref
-        line = (f"{b:>5}: {len(timed) / dt:8.1f} texts/s  {1000 * dt / len(timed):6.2f} ms/text"
-                f"  top-1 agreement with fp32 {np.mean(probs.argmax(1) == ref.argmax(1)):.4f}")
-        if y is not None:
-            from models.finetune.metrics import classification_metrics
-
-            full, _ = sm.predict_proba(texts, a.batch_size)
-            m = classification_metrics(y, full)
-            line += f"  accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}"
-        print(line, flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.sentiment.config import BASE_PACKAGE, ModelConfig
+from models.sentiment.device import resolve_device
 
 
 def base_encoder_path(name: str = BASE_PACKAGE) -> str:
@@ -146,15 +147,7 @@ def load_classifier(
     except Exception as e:
         raise ValueError(f"{head_path} is corrupt or does not match the config: {e}") from e
     model.eval()
-    model.to(resolve_device(device))
+    model.to(device if isinstance(device, torch.device) else resolve_device(device))
     if dtype is not None:
         model.to(dtype)
     return model, cfg
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)

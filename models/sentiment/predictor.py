@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from models.sentiment.config import ModelConfig
+from models.sentiment.device import resolve_device
 from models.sentiment.network import (
     SentimentClassifier,
     build_classifier,
     load_classifier,
-    resolve_device,
     tokenizer_file,
 )
 from models.sentiment.tokenize import Encoded, TextEncoder
@@ -99,7 +99,7 @@ class SentimentModel:
                 return self.backend
             if backend == "auto":
                 backend = cpu_backends.pick_cpu_backend()
-            runner = cpu_backends.make_runner(self.network, backend, self.max_length)
+            runner = cpu_backends.build_cpu_backend(self.network, backend, self.max_length)
             if runner is None:  # unavailable (e.g. onnxruntime missing): stay on fp32
                 self.backend, self._runner = "fp32", self._torch_runner
             else:

@@ -14,7 +14,7 @@ import logging
 import faust
 from redis.asyncio import Redis
 
-from services.alerts import rules
+from services.alerts import lifecycle, model
 from services.alerts.detector import AlertDetector
 from services.core.config import Settings
 from services.core.schemas import Alert, ScoredDoc
@@ -27,14 +27,19 @@ from services.stream.topics import Record, bytes_topic, deliver
 log = logging.getLogger(__name__)
 
 
-def rule_config(settings: Settings) -> rules.RuleConfig:
-    return rules.RuleConfig(window_s=settings.alert_window_s, min_count=settings.alert_min_count,
-                            cooldown_s=settings.alert_cooldown_s,
-                            warmup_windows=settings.alert_warmup_windows)
+def detector_config(settings: Settings) -> model.DetectorConfig:
+    """The detector the settings describe (the same object ``yuqing bench alerts`` and the
+    pure replay API take, so offline sweeps and production agree)."""
+    fire = settings.alert_fire_score
+    bands = (("critical", max(90.0, fire)), ("warning", max(75.0, fire)), ("info", fire))
+    return model.DetectorConfig(window_s=settings.alert_window_s,
+                                min_count=settings.alert_min_count,
+                                warmup_hours=settings.alert_warmup_hours,
+                                life=lifecycle.LifecycleConfig(bands=bands))
 
 
 def build_detector(settings: Settings, redis: Redis) -> AlertDetector:
-    return AlertDetector(redis, settings.redis_prefix, rule_config(settings),
+    return AlertDetector(redis, settings.redis_prefix, detector_config(settings),
                          lateness_s=settings.alert_lateness_s,
                          ttl_s=settings.trends_retention_h * 3600)
 
@@ -70,9 +75,9 @@ def register(app: faust.App, settings: Settings) -> None:
                                                             alert_records(settings, f)))
                 await until_durable("alerts index", lambda f=found: writer.index_alerts(f))
                 for a in found:
-                    log.warning("ALERT %s %s/%s %s: %d negative in window %s (z=%.1f)",
-                                a.alert_id, a.entity, a.topic, a.severity, a.negative_count,
-                                a.window_start.isoformat(), a.score)
+                    log.warning("ALERT %s %s/%s %s %s: %d negative in window %s (score=%.0f)",
+                                a.alert_id, a.entity, a.topic, a.state, a.severity,
+                                a.negative_count, a.window_start.isoformat(), a.score)
             await until_durable("alerts state", detector.commit)
             return len(found)
 

@@ -18,6 +18,7 @@ import logging
 import faust
 
 from services.classify.scorer import ScoreError, Scorer
+from services.classify.serve import open_scorer
 from services.core.config import Settings
 from services.core.schemas import CleanDoc, ScoredDoc, utcnow
 from services.stream.batches import run_batches
@@ -26,24 +27,6 @@ from services.stream.effects import die, until_durable
 from services.stream.topics import Record, bytes_topic, deliver, doc_key
 
 log = logging.getLogger(__name__)
-
-
-async def open_scorer(settings: Settings) -> tuple[Scorer, contextlib.AsyncExitStack]:
-    """The inference worker serving the registry's production model (or ``model_path``), and
-    the stack that stops it.
-
-    Fails with ModelLoadError (whose message says how to get a model) when there is none:
-    the product never falls back to an untrained head.
-    """
-    from services.classify.worker import open_inference_worker
-
-    stack = contextlib.AsyncExitStack()
-    try:
-        worker = await stack.enter_async_context(open_inference_worker(settings))
-    except BaseException:
-        await stack.aclose()
-        raise
-    return worker, stack
 
 
 def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],

@@ -124,13 +124,6 @@ def plan_batches(
     return [idx for _, _, idx in ranked]
 
 
-def next_deadline(arrivals: np.ndarray, limits: BatchLimits) -> float | None:
-    """When the oldest pending item becomes due (``None`` if nothing is pending)."""
-    if len(arrivals) == 0:
-        return None
-    return float(np.min(arrivals)) + limits.max_wait_s
-
-
 def padding_ratio(lengths: np.ndarray) -> float:
     """Share of a batch's ``n * longest`` token slots that are padding (0 = none)."""
     if len(lengths) == 0:

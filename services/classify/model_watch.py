@@ -16,10 +16,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from models.registry import ModelRef, RegistryError, production
 from models.sentiment import SentimentModel
 from services.classify.metrics import ClassifyMetrics
 from services.core.errors import ModelLoadError
@@ -30,12 +30,6 @@ HOW_TO_GET_A_MODEL = (
     "train and promote one with `make model` (or `yuqing train ...`), "
     "or point YUQING_MODEL_PATH at a checkpoint folder"
 )
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    version: str
-    path: Path
 
 
 class ModelProvider(Protocol):
@@ -56,16 +50,13 @@ def registry_pointer(registry: Path) -> Callable[[], ModelRef | None]:
     """A function returning the registry's production version (``models.registry``), or
     ``None`` if nothing is promoted yet. A corrupt pointer or production folder raises
     ModelLoadError (a running watcher then keeps its current model)."""
-    from models.registry import RegistryError, production
-
     root = Path(registry)
 
     def read() -> ModelRef | None:
         try:
-            got = production(root)
+            return production(root)
         except RegistryError as e:
             raise ModelLoadError(str(e)) from e
-        return None if got is None else ModelRef(str(got.version), Path(got.path))
 
     return read
 

@@ -107,6 +107,11 @@ ALERT_PROPERTIES: dict[str, Any] = {
     "baseline_std": {"type": "float"},
     "score": {"type": "float"},
     "detector": {"type": "keyword"},
+    "state": {"type": "keyword"},
+    "episode_start": _DATE,
+    "peak_score": {"type": "float"},
+    "duration_s": {"type": "float"},
+    "episode_negatives": {"type": "integer"},
     "created_at": _DATE,
     "evidence": {"properties": {
         "doc_id": {"type": "keyword"},

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
-from services.alerts.agent import rule_config
+from services.alerts.agent import detector_config
 from services.core.config import Settings
 from services.core.schemas import Alert, DeadLetter
 from services.feed.synthetic import COMPANIES, FeedItem, FeedSpec, SpikeSpec, generate
@@ -190,7 +190,7 @@ def expected_minutes(sc: Scenario) -> Counter:
 
 
 def rules_for(s: Settings):
-    return rule_config(s)
+    return detector_config(s)
 
 
 def now_s() -> float:

@@ -78,15 +78,19 @@ async def test_kill9_mid_stream_then_restart_loses_and_doubles_nothing(pipeline:
     print(f"dead letters: {len(distinct)} distinct, {raw} records")
 
     cfg = rules_for(p.settings)
-    want_alerts = expected_alert_windows(list(docs.values()), cfg)
+    possible, settled = expected_alert_windows(list(docs.values()), cfg)
+
+    def got_of(es_alerts) -> list[tuple[str, str, int]]:
+        return [(a["entity"], a["topic"], rules.window_of(
+            datetime.fromisoformat(a["window_start"]).timestamp(), cfg.window_s))
+            for a in es_alerts]
 
     async def alerts_in() -> bool:
-        return len(await p.es_alerts()) >= len(want_alerts)
+        return settled <= set(got_of(await p.es_alerts()))
 
     await wait_for("alerts", alerts_in, 60, [second])
     es_alerts = await p.es_alerts()
-    got = [(a["entity"], a["topic"],
-            rules.window_of(datetime.fromisoformat(a["window_start"]).timestamp(), cfg.window_s))
-           for a in es_alerts]
-    assert sorted(got) == sorted(want_alerts)
+    got = got_of(es_alerts)
+    # the kill changed nothing: each event once, and only events the pure API gives
+    assert len(got) == len(set(got)) and settled <= set(got) <= possible, (got, possible)
     assert [a for a in es_alerts if a["entity"] == sc.spike_ticker]

@@ -15,8 +15,9 @@ from datetime import datetime
 
 import pytest
 
+from models.registry import ModelRef
 from services.alerts import rules
-from services.classify.model_watch import ModelRef, load_checkpoint
+from services.classify.model_watch import load_checkpoint
 from services.feed.replay import replay
 from tests.integration.pipeline_fixtures import (  # noqa: F401 - fixtures
     Pipeline,
@@ -110,26 +111,30 @@ async def test_pipeline_end_to_end(pipeline: Pipeline, unique, centroid_model):
 
     # Alerts: exactly what the rules give for these labels; the spike fires, calm ones do not
     cfg = rules_for(p.settings)
-    want_alerts = expected_alert_windows(list(docs.values()), cfg)
+    possible, settled = expected_alert_windows(list(docs.values()), cfg)
     spike_docs = [d for d in docs.values() if sc.spike_ticker in d["entities"]
                   and d["sentiment"]["label"] == "negative"]
     assert len(spike_docs) >= 2 * cfg.min_count, "the test model must see the spike as negative"
 
     async def alerts_in() -> bool:
-        got = {(a["entity"], a["topic"]) for a in await p.es_alerts()}
-        return {(e, t) for e, t, _ in want_alerts} <= got
+        got = {(a["entity"], a["topic"], rules.window_of(
+            datetime.fromisoformat(a["window_start"]).timestamp(), cfg.window_s))
+            for a in await p.es_alerts()}
+        return settled <= got
 
     await wait_for("alerts", alerts_in, 60, p.workers)
     es_alerts = await p.es_alerts()
     got = {(a["entity"], a["topic"],
             rules.window_of(datetime.fromisoformat(a["window_start"]).timestamp(), cfg.window_s))
            for a in es_alerts}
-    assert got == want_alerts
-    spike_alerts = [a for a in es_alerts if a["entity"] == sc.spike_ticker]
+    assert settled <= got <= possible, (got, possible)
+    assert len(got) == len(es_alerts)  # one document per lifecycle event
+    spike_alerts = [a for a in es_alerts if a["entity"] == sc.spike_ticker
+                    and a["state"] == "firing"]
     assert len(spike_alerts) == 1
     assert not [a for a in es_alerts if a["entity"] in sc.calm]
     a = spike_alerts[0]
-    assert a["negative_count"] >= cfg.min_count and a["evidence"]
+    assert a["negative_count"] >= 1 and a["evidence"]
     assert all(e["doc_id"] in sc.expected_ids for e in a["evidence"])
     # the alerts topic carries the same alerts (by id; severity may escalate within a window)
     topic_alerts = await p.alert_messages()

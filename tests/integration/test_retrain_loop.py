@@ -16,9 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from models.finetune.make_production import Recipe, run
 from models.finetune.retrain import retrain_if_enough
-from models.registry import Gate, Registry
+from models.gate import Gate
+from models.registry import Registry
 from services.classify.metrics import classify_metrics
-from services.classify.worker import open_inference_worker
+from services.classify.serve import open_inference_worker
 from tests.integration.api_helpers import api_client, auth, isolated_settings, make_keys
 from tests.model_helpers import make_tiny_base, synthetic_rows
 
@@ -80,7 +81,7 @@ async def test_feedback_retrain_promote_and_hot_load(settings, redis, redis_ns, 
     assert first["promoted"], first["decision"]
 
     ws = s.model_copy(update={"model_registry": reg, "device": "cpu", "classify_backend": "fp32",
-                              "model_poll_s": 0.05, "classify_max_wait_ms": 5})
+                              "model_poll_s": 0.05})
     metrics = classify_metrics(CollectorRegistry())
     async with open_inference_worker(ws, metrics) as worker:
         (before,) = await worker.submit_many(["Acme Corp beats estimates"])

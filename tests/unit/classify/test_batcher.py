@@ -7,7 +7,6 @@ import pytest
 from services.classify.batcher import (
     BatchLimits,
     cut_runs,
-    next_deadline,
     padding_ratio,
     plan_batches,
 )
@@ -107,8 +106,6 @@ def test_empty_and_zero_slots() -> None:
     limits = BatchLimits()
     assert plan_batches(np.array([], int), np.array([]), 0.0, limits, flush=True) == []
     assert plan_batches(np.array([5]), np.array([0.0]), 9.0, limits, max_batches=0) == []
-    assert next_deadline(np.array([]), limits) is None
-    assert next_deadline(np.array([2.0, 1.0]), BatchLimits(max_wait_s=0.5)) == 1.5
 
 
 def test_cut_runs_matches_a_plain_loop() -> None:

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from models.registry import Registry
+from models.registry import ModelRef, Registry
 from models.sentiment import SentimentModel
 from models.sentiment.network import save_checkpoint
 from services.classify.metrics import ClassifyMetrics
 from services.classify.model_watch import (
-    ModelRef,
     ModelWatcher,
     load_checkpoint,
     production_provider,
@@ -95,12 +94,12 @@ async def test_fixed_model_path(registry: Path, metrics) -> None:
 async def test_worker_follows_the_registry_end_to_end(registry: Path, metrics) -> None:
     import asyncio
 
-    from services.classify.worker import open_inference_worker
+    from services.classify.serve import open_inference_worker
     from services.core.config import Settings
 
     _promote(registry, "v1")
     settings = Settings(model_registry=registry, device="cpu", classify_backend="fp32",
-                        model_poll_s=0.05, classify_max_wait_ms=5)
+                        model_poll_s=0.05)
     async with open_inference_worker(settings, metrics) as worker:
         (first,) = await worker.submit_many(["Apple beats estimates"])
         assert first.model_version == "v1"

@@ -191,7 +191,7 @@ async def test_hot_swap_between_batches_scores_each_item_once(model, metrics) ->
             await _eventually(lambda: p.calls >= 2)  # warm-up + first batch, stalled in model
             t_rest = [asyncio.create_task(w.submit_many(rest[i : i + 5]))
                       for i in range(0, len(rest), 5)]
-            await _eventually(lambda: len(w._p_len) == len(rest))  # all tokenised, old model
+            await _eventually(lambda: len(w._pending) == len(rest))  # all tokenised, old model
             provider.model = other  # swap between batches
             p.gate.set()
             r_first = await t_first
@@ -226,7 +226,7 @@ async def test_tokenizer_processes_give_the_same_results(model, metrics) -> None
     texts = headlines(40, seed=9) + ["", "x" * 100_000]
     async with _worker(model, metrics, tokenizer_processes=1) as w:
         res = await w.submit_many(texts)
-        assert w._proc_pool is not None
+        assert w._tokenizers._procs is not None
     async with _worker(model, metrics) as w2:
         ref = await w2.submit_many(texts)
     assert [type(r) for r in res] == [type(r) for r in ref]
@@ -248,7 +248,7 @@ async def test_parallel_forward_threads_give_the_same_results(model, metrics) ->
 
 
 def test_cpu_parallelism_splits_the_cores() -> None:
-    from services.classify.worker import cpu_parallelism
+    from services.classify.serve import cpu_parallelism
 
     assert cpu_parallelism(0, cpus=2) == (2, 1)
     assert cpu_parallelism(0, cpus=16) == (4, 4)

@@ -70,12 +70,12 @@ def test_encode_is_thread_safe(untrained):
 
 @pytest.mark.parametrize("backend", ["int8", "onnx"])
 def test_cpu_backends_agree_with_fp32(backend, untrained):
-    from models.sentiment.cpu_backends import make_runner
+    from models.sentiment.cpu_backends import build_cpu_backend
 
     texts = ["shares plunge after profit warning", "record revenue", "files 8-K", ""]
     enc = untrained.encode(texts)
     ref = untrained.forward(enc)
-    runner = make_runner(untrained.network, backend, untrained.max_length)
+    runner = build_cpu_backend(untrained.network, backend, untrained.max_length)
     if runner is None:
         pytest.skip(reason=f"{backend} backend unavailable on this host")
     got = runner(enc.input_ids, enc.attention_mask)
@@ -92,7 +92,7 @@ def test_backend_choice(untrained):
     finally:
         assert untrained.set_backend("fp32") == "fp32"
     with pytest.raises(ValueError, match="unknown backend"):
-        cpu_backends.make_runner(None, "tpu", 64)
+        cpu_backends.build_cpu_backend(None, "tpu", 64)
 
 
 def test_from_checkpoint_errors_name_the_problem(tmp_path):

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from models.registry import Gate, Registry, RegistryError, production
+from models.gate import Gate
+from models.registry import Registry, RegistryError, production
 from models.sentiment.config import ModelConfig
 
 

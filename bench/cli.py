@@ -1,30 +1,21 @@
-"""`yuqing bench inference`: the classify stage's benchmark (see docs/inference.md)."""
+"""``python -m bench inference|pipeline``: the benchmarks' command line.
+
+``bench/`` is a folder of the source checkout, not part of the installed package: the
+product never imports it. ``yuqing bench ...`` runs this module in a subprocess from the
+checkout (``services/cli.py``), so the options here are the documented ones.
+"""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from services.core.config import get_settings
-
-_REPO = Path(__file__).resolve().parents[2]
-
-
-def _bench_module():
-    """``bench/`` is a folder of the source checkout, not an installed package."""
-    if not (_REPO / "bench" / "inference.py").is_file():
-        raise typer.BadParameter(
-            f"bench/inference.py not found under {_REPO}: run from a source checkout of yuqing"
-        )
-    if str(_REPO) not in sys.path:
-        sys.path.insert(0, str(_REPO))
-    import bench.inference as mod
-
-    return mod
+app = typer.Typer(help="Benchmarks (print a table, write bench/results/*.json).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
+@app.command()
 def inference(
     n: Annotated[int, typer.Option(help="Texts for the batched pipeline and the worker.")] = 2000,
     n_single: Annotated[int, typer.Option(help="Texts for the one-per-call pipeline.")] = 300,
@@ -54,15 +45,18 @@ def inference(
     head) and the same synthetic headlines for every variant; each variant runs in its own
     process. Prints a table and writes JSON. Not a test: nothing is asserted.
     """
-    from rich.console import Console
-
-    bench = _bench_module()
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     if n < 1 or n_single < 1:
         raise typer.BadParameter("--n and --n-single must be >= 1")
+    from rich.console import Console
+
+    import bench.inference as bench
+    from models.sentiment.device import resolve_device
+    from services.core.config import get_settings
+
+    try:
+        device = resolve_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from e
     args = bench.BenchArgs(
         n=n, n_single=min(n_single, n), n_batched=min(n_batched or n, n), device=device,
         backends=tuple(backend or ["auto"]), tokenizer_threads=tokenizer_threads,
@@ -73,6 +67,7 @@ def inference(
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # logs and CI: room for the whole table
+
     def progress(name: str) -> None:
         status.update(f"running {name}")
         console.log(name)
@@ -84,20 +79,42 @@ def inference(
     console.print(f"wrote {path}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``bench inference`` (creating or reusing the ``bench`` group)."""
-    for group in app.registered_groups:
-        if group.name == "bench" and group.typer_instance is not None:
-            group.typer_instance.command("inference")(inference)
-            return
-    bench_app = typer.Typer(help="Benchmarks (print a table, write bench/results/*.json).",
-                            no_args_is_help=True)
-    bench_app.command("inference")(inference)
-    app.add_typer(bench_app, name="bench")
+@app.command()
+def pipeline(
+    n: Annotated[int, typer.Option(help="Items for the throughput phase.")] = 6000,
+    n_latency: Annotated[int, typer.Option(
+        help="Items for the latency phase (~50 s at half the ceiling).")] = 9000,
+    layout: Annotated[str, typer.Option(
+        help="split: one worker process per role; all: one process.")] = "split",
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    keep: Annotated[bool, typer.Option(help="Keep the benchmark's topics and data.")] = False,
+) -> None:
+    """End-to-end throughput and latency (produce -> searchable / trend) beside the raw
+    classifier throughput; prints a table, writes bench/results/pipeline-<device>.json."""
+    import bench.pipeline as mod
+
+    mod.main(["--n", str(n), "--n-latency", str(n_latency), "--layout", layout, "--device",
+              device, *(["--keep"] if keep else [])])
 
 
-def app_for_module() -> typer.Typer:
-    """A stand-alone app for ``python -m bench.inference``."""
-    app = typer.Typer(add_completion=False)
-    app.command()(inference)
-    return app
+@app.command()
+def alerts(
+    series: Annotated[Path, typer.Option(
+        help="Folder of NAB-format series: timestamp,value CSVs and labels.json (windows per "
+             "file), e.g. ../shared/data/nab-realtweets-dev.")],
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="JSON path (default bench/results/alerts.json).")] = None,
+) -> None:
+    """The spike detector on real labelled series: NAB standard score, windows detected,
+    false alerts, alerts/day and delay, beside the old EWMA rules and a rolling 3-sigma."""
+    import bench.alerts as mod
+
+    try:
+        mod.bench_alerts(series, json_path)
+    except mod.BadInput as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="python -m bench")
