@@ -171,6 +171,18 @@ def expected_pair(st: SeriesState, hour: int, cfg: DetectorConfig) -> tuple[floa
     return mu_n, mu_t
 
 
+def usual_share(st: SeriesState, prior: float = 0.25, prior_windows: float = 1.0) -> float:
+    """The series' usual negative share over its recent hours, from raw (unfloored) rates.
+
+    Not ``mu_n / mu_t``: the expectation floor (``min_expected``) that keeps a quiet series
+    from scoring one negative as a spike would, in a sparse series, put the usual share near
+    the floor's ratio (0.5 where one document in 2.5 windows arrives), hiding a real shift
+    of share; a pseudo-window at ``prior`` keeps a young series sane."""
+    neg, tot = sum(st.neg.recent), sum(st.tot.recent)
+    share = (neg + prior * prior_windows) / (tot + prior_windows)
+    return min(max(share, 1e-4), 1 - 1e-4)
+
+
 def step(st: SeriesState, window: int, negatives: int, total: int | None,
          cfg: DetectorConfig) -> tuple[WindowScore, Event | None]:
     """Advance ``st`` (mutated in place) by closed window ``window``; windows must come in
@@ -211,7 +223,7 @@ def step(st: SeriesState, window: int, negatives: int, total: int | None,
         s = scoring.surprise(pv)
         ps = None
         if st.totals_seen and t > y:
-            share0 = min(max(e / e_t, 1e-4), 1 - 1e-4)
+            share0 = usual_share(st)
             ps = scoring.betabinom_sf(y, t, share0, cfg.share_rho) if y > share0 * t else 1.0
             s = min(s, max(scoring.surprise(ps), cfg.share_floor * s))
         if s > best:

@@ -97,3 +97,18 @@ def test_lifecycle_escalates_resolves_and_rearms() -> None:
     assert got == [(1, "firing", "info"), (2, "escalated", "warning"),
                    (3, "escalated", "critical"), (6, "resolved", "critical"),
                    (13, "firing", "info")]  # the 70 at window 7 is inside the re-arm
+
+
+def test_a_sparse_series_fires_on_a_burst_of_negatives() -> None:
+    """One document every few windows, ~15% negative; then 16 negative ones at once. The
+    expectation floor must not hide the shift of share (it once put the usual share at ~50%)."""
+    rng = np.random.default_rng(7)
+    counts: dict[int, int] = {}
+    totals: dict[int, int] = {}
+    for w in range(60):
+        t = int(rng.random() < 0.4)
+        totals[w], counts[w] = t, int(t and rng.random() < 0.15)
+    totals[49], counts[49] = 16, 16
+    cfg = DetectorConfig(warmup_hours=2)
+    events = replay(counts, totals, cfg).events
+    assert [(e.kind, e.window) for e in events][:1] == [("firing", 49)]
