@@ -211,7 +211,6 @@ def step(st: SeriesState, window: int, negatives: int, total: int | None,
         y = int(sum(x[0] for x in part))
         t = int(sum(x[1] for x in part))
         e = sum(x[2] for x in part)
-        e_t = sum(x[3] for x in part)
         if ready and (window + 1) % span == 0:
             rs = st.resid.setdefault(str(span), [])
             rs.append([math.log((y + 0.5) / (e + 0.5)), e])
