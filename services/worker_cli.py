@@ -42,13 +42,11 @@ def run_worker(settings: Settings, role: str) -> None:
 
 
 def worker(
-    role: Annotated[str | None, typer.Option(
-        "--role", "-r", help=f"Agents to run: {', '.join(ROLE_CHOICES)} "
-                             "(default: YUQING_WORKER_ROLE, else all).")] = None,
+    role: Annotated[str, typer.Option(
+        "--role", "-r", help=f"Agents to run: {', '.join(ROLE_CHOICES)}.")] = "all",
 ) -> None:
     """Run stream-processing agents (ingest, classify, sink = trends + index, alerts)."""
     settings = get_settings()
-    role = role or settings.worker_role
     if role not in ROLE_CHOICES:
         typer.echo(f"error: unknown role {role!r}; choose one of {', '.join(ROLE_CHOICES)}",
                    err=True)

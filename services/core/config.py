@@ -63,7 +63,6 @@ class Settings(BaseSettings):
     classify_compile: str | None = Field(None, description="torch.compile mode for the CUDA path (e.g. reduce-overhead); unset: off.")
 
     stop_grace_s: float = Field(30.0, ge=0, description="A stopping worker finishes its batches in flight for up to this long; past it, it exits without committing them (they are processed again).")
-    worker_role: str = Field("all", description="Default `yuqing worker` role: ingest, classify, sink, alerts or all.")
 
     # -- trends (Redis)
     trends_retention_h: int = Field(48, description="Minute buckets expire after this many hours.")
