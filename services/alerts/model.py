@@ -58,7 +58,7 @@ class DetectorConfig:
     alpha_prior_n: float = 24.0
     alpha_min: float = 0.01
     dispersion_q: float = 0.75  # quantile of |r - median r| that sets the spread (0.5: MAD)
-    share_rho: float = 0.02
+    share_rho: float = 0.005  # label correlation within a window (beta-binomial); untuned: no real split data
     share_floor: float = 0.0  # >0: an ordinary share keeps this part of s_vol
     per_decade: float = 10.0
     life: lifecycle.LifecycleConfig = field(default_factory=lifecycle.LifecycleConfig)
