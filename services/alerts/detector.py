@@ -15,6 +15,11 @@ across partitions, redelivery or a kill -9:
   much of a window a batch happened to contain;
 * closed windows are stepped in order (windows without documents as zeros) through the same
   ``model.step`` the offline replay uses; a series starts at its earliest counted window;
+* every batch judges every series that is *due* -- it has counted windows not yet judged, or
+  an open episode (whose quiet windows must be stepped to resolve it) -- not only the series
+  the batch touched: otherwise a spike would wait for its company's next document, and
+  whether it was judged at a given moment would depend on batch boundaries. The due set is
+  a sorted set (series -> first unjudged window), updated with the counts and in ``commit``;
 * the state (profiles, dispersion, lifecycle, last closed window) is one JSON value per
   series, written by ``commit`` *after* the batch's alerts were delivered; offsets are
   committed after that. A crash before ``commit`` re-judges the same closed windows from the
@@ -75,6 +80,14 @@ return added
 """
 
 
+# Drop a series from the due set if nothing newer than its last judged window was counted.
+_UNDUE_LUA = """
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class Series:
     """One monitored series: an entity (all topics) or a topic (all entities)."""
@@ -85,6 +98,11 @@ class Series:
     @property
     def tag(self) -> str:
         return f"{self.entity}|{self.topic}"
+
+
+def _series_of_tag(tag: bytes | str) -> Series:
+    entity, topic = (tag.decode() if isinstance(tag, bytes) else tag).split("|", 1)
+    return Series(entity, topic)
 
 
 def series_of(doc: ScoredDoc) -> list[Series]:
@@ -135,6 +153,7 @@ class AlertDetector:
         self.ttl_s = max(ttl_s, (self.cfg.weeks * 7 + 1) * 86400)
         self.top_n = top_n
         self._count = redis.register_script(_COUNT_LUA)
+        self._undue = redis.register_script(_UNDUE_LUA)
         self._high: dict[int, float] | None = None  # partition -> largest event time seen
         self._pending: dict[Series, model.SeriesState] = {}
 
@@ -146,6 +165,10 @@ class AlertDetector:
     @property
     def _wm_key(self) -> str:
         return f"{self.prefix}:alerts:watermark"
+
+    @property
+    def _due_key(self) -> str:
+        return f"{self.prefix}:alerts:due"
 
     def _window_start(self, w: int) -> datetime:
         return datetime.fromtimestamp(w * self.cfg.window_s, tz=UTC)
@@ -182,6 +205,11 @@ class AlertDetector:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for s, st in self._pending.items():
                     pipe.set(self._key(s, "model"), json.dumps(st.to_dict()), ex=self.ttl_s)
+                    if st.life.episode is not None:  # its quiet windows must be stepped
+                        pipe.zadd(self._due_key, {s.tag: (st.last_window or 0) + 1})
+                    else:  # judged up to last_window; newer counts re-add it (zadd lt)
+                        await self._undue(keys=[self._due_key],
+                                          args=[s.tag, st.last_window or 0], client=pipe)
                 if self._high:
                     pipe.hset(self._wm_key, mapping={str(k): repr(v)
                                                      for k, v in self._high.items()})
@@ -206,14 +234,17 @@ class AlertDetector:
                 keys = [self._key(s, "neg"), self._key(s, "tot"), self._key(s, "seen", w),
                         self._key(s, "ev", w)]
                 await self._count(keys=keys, args=argv, client=pipe)
+                pipe.zadd(self._due_key, {s.tag: w}, lt=True)  # first unjudged window
             await pipe.execute()
         # 2. watermark (event time): the slowest partition's progress
         assert self._high is not None
         watermark = min(self._high.values())
         closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
-        # 3. step each touched series through the windows that are now closed
+        # 3. step every due series through the windows that are now closed
+        due = await self.redis.zrangebyscore(self._due_key, "-inf", closed_upto)
+        series = dict.fromkeys([s for s, _ in groups] + [_series_of_tag(t) for t in due])
         alerts: list[Alert] = []
-        for s in dict.fromkeys(s for s, _ in groups):
+        for s in sorted(series, key=lambda x: x.tag):
             alerts += await self._close_series(s, closed_upto)
         return alerts
 
