@@ -10,12 +10,14 @@ and produces the same alert ids.
 from __future__ import annotations
 
 import logging
+import time
 
 import faust
 from redis.asyncio import Redis
 
 from services.alerts import lifecycle, model
 from services.alerts.detector import AlertDetector
+from services.alerts.progress import PartitionProgress
 from services.core.config import Settings
 from services.core.schemas import Alert, ScoredDoc
 from services.stream.batches import SINK_MAX_WAIT_S, SINK_TAKE, run_batches
@@ -58,17 +60,33 @@ def register(app: faust.App, settings: Settings) -> None:
         writer = EsWriter(es_client(settings.es_url), settings.es_index_prefix,
                           alerts_index=settings.es_alerts_index)
         detector = build_detector(settings, redis)
+        progress = PartitionProgress()
         fired = 0
+
+        async def holding() -> set[int] | None:
+            """The assigned partitions of docs.scored that bound the watermark now."""
+            tps = [tp for tp in app.consumer.assignment() if tp.topic == topic.get_topic_name()]
+            if not tps:
+                return None
+            try:
+                hws = await app.consumer.highwaters(*tps)
+            except Exception:  # noqa: BLE001 - unknown: every partition holds (safe)
+                return {tp.partition for tp in tps}
+            return progress.holding({tp.partition: hws.get(tp) for tp in tps},
+                                    time.monotonic())
 
         async def handle(events) -> int:
             docs, _dead = parse_batch(settings.topic_dlq, events, ScoredDoc, "alerts")
             good = [d for d in docs if d is not None]
             parts = [ev.message.partition
                      for d, ev in zip(docs, events, strict=True) if d is not None]
+            for ev in events:
+                progress.seen(ev.message.partition, ev.message.offset)
             if not good:
                 return 0
+            hold = await holding()
             found = await until_durable("alerts detect",
-                                        lambda g=good, p=parts: detector.observe(g, p))
+                                        lambda g=good, p=parts: detector.observe(g, p, hold))
             if found:
                 await until_durable("alerts deliver",
                                     lambda f=found: deliver(app.producer,
@@ -81,9 +99,15 @@ def register(app: faust.App, settings: Settings) -> None:
             await until_durable("alerts state", detector.commit)
             return len(found)
 
+        async def handle_counted(events) -> int:
+            nonlocal fired
+            n = await handle(events)
+            fired += n
+            return n
+
         try:
-            fired = await run_batches(stream, "alerts", handle, take=SINK_TAKE,
-                                      within_s=SINK_MAX_WAIT_S, grace_s=settings.stop_grace_s)
+            await run_batches(stream, "alerts", handle_counted, take=SINK_TAKE,
+                              within_s=SINK_MAX_WAIT_S, grace_s=settings.stop_grace_s)
         finally:
             log.info("alerts: %d alerts emitted", fired)
             await redis.aclose()

@@ -152,6 +152,7 @@ class AlertDetector:
         # the profile needs weeks of window counts: keep them at least as long as it learns
         self.ttl_s = max(ttl_s, (self.cfg.weeks * 7 + 1) * 86400)
         self.top_n = top_n
+        self._holding: set[int] | None = None
         self._count = redis.register_script(_COUNT_LUA)
         self._undue = redis.register_script(_UNDUE_LUA)
         self._high: dict[int, float] | None = None  # partition -> largest event time seen
@@ -175,10 +176,14 @@ class AlertDetector:
 
     # -- main entry points
     async def observe(self, docs: Sequence[ScoredDoc],
-                      partitions: Sequence[int] | None = None) -> list[Alert]:
+                      partitions: Sequence[int] | None = None,
+                      holding: set[int] | None = None) -> list[Alert]:
         """Count ``docs`` (idempotently) and judge the windows the watermark closes for every
-        series they touch. ``partitions``: the input partition of each document (for the
-        watermark); default: all one."""
+        due series. ``partitions``: the input partition of each document (for the
+        watermark); default: all one. ``holding``: the partitions that bound the watermark
+        now (``services.alerts.progress``); one not seen yet closes nothing; default: every
+        partition seen."""
+        self._holding = holding
         if not docs:
             return []
         self._pending.clear()  # judged from the saved states, so a retry judges afresh
@@ -238,7 +243,10 @@ class AlertDetector:
             await pipe.execute()
         # 2. watermark (event time): the slowest partition's progress
         assert self._high is not None
-        watermark = min(self._high.values())
+        bound = self._high.keys() if self._holding is None else self._holding & self._high.keys()
+        if self._holding and not self._holding <= self._high.keys():
+            return []  # a partition with unread data has not delivered yet: wait for it
+        watermark = min(self._high[p] for p in bound) if bound else max(self._high.values())
         closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
         # 3. step every due series through the windows that are now closed
         due = await self.redis.zrangebyscore(self._due_key, "-inf", closed_upto)

@@ -1,0 +1,50 @@
+"""Which input partitions hold the event-time watermark back.
+
+The detector judges a window once the watermark -- the slowest partition's progress in
+event time -- has passed it. "Slowest" must include a partition that has not delivered
+anything to this worker yet but has data (at start-up one partition's consumer can be
+seconds ahead of another's: measured, it closed every window before the spike's partition
+had been read, so the spike was never judged). It must not include a partition that has no
+data at all, or one that has been caught up for a while (a quiet partition would otherwise
+stall every alert), which is Kafka Streams' ``max.task.idle.ms`` idea.
+
+Pure: fed with offsets seen and the partitions' high-water marks, it answers the set of
+partitions whose event time bounds the watermark now.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# A partition caught up for this long stops holding the watermark back.
+IDLE_S = 10.0
+
+
+class PartitionProgress:
+    def __init__(self, idle_s: float = IDLE_S) -> None:
+        self.idle_s = idle_s
+        self.last: dict[int, int] = {}
+        self.caught_up_since: dict[int, float] = {}
+
+    def seen(self, partition: int, offset: int) -> None:
+        if offset > self.last.get(partition, -1):
+            self.last[partition] = offset
+
+    def holding(self, highwaters: Mapping[int, int | None], now: float) -> set[int]:
+        """Partitions that bound the watermark: those with data not yet read, and those
+        caught up for less than ``idle_s``. ``highwaters[p]`` is the next offset Kafka
+        would write (None: unknown, which holds)."""
+        hold: set[int] = set()
+        for p, hw in highwaters.items():
+            if hw is None:
+                hold.add(p)
+                continue
+            if hw == 0:  # never had a record
+                continue
+            if self.last.get(p, -1) + 1 >= hw:
+                since = self.caught_up_since.setdefault(p, now)
+                if now - since < self.idle_s:
+                    hold.add(p)
+            else:
+                self.caught_up_since.pop(p, None)
+                hold.add(p)
+        return hold
