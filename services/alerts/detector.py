@@ -76,6 +76,12 @@ end
 for k = 1, 4 do
   if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('EXPIRE', KEYS[k], ttl) end
 end
+if added > 0 then  -- remember the earliest window that got new documents (late data)
+  local cur = redis.call('GET', KEYS[5])
+  if not cur or tonumber(cur) > tonumber(window) then
+    redis.call('SET', KEYS[5], window, 'EX', ttl)
+  end
+end
 return added
 """
 
@@ -210,6 +216,7 @@ class AlertDetector:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for s, st in self._pending.items():
                     pipe.set(self._key(s, "model"), json.dumps(st.to_dict()), ex=self.ttl_s)
+                    pipe.delete(self._key(s, "new"))
                     if st.life.episode is not None:  # its quiet windows must be stepped
                         pipe.zadd(self._due_key, {s.tag: (st.last_window or 0) + 1})
                     else:  # judged up to last_window; newer counts re-add it (zadd lt)
@@ -237,7 +244,7 @@ class AlertDetector:
                     argv += [d.doc_id, "1" if _negative(d) else "0",
                              _evidence_json(d) if _negative(d) else ""]
                 keys = [self._key(s, "neg"), self._key(s, "tot"), self._key(s, "seen", w),
-                        self._key(s, "ev", w)]
+                        self._key(s, "ev", w), self._key(s, "new")]
                 await self._count(keys=keys, args=argv, client=pipe)
                 pipe.zadd(self._due_key, {s.tag: w}, lt=True)  # first unjudged window
             await pipe.execute()
@@ -262,6 +269,20 @@ class AlertDetector:
 
     async def _close_series(self, s: Series, closed_upto: int) -> list[Alert]:
         st = await self._load(s)
+        # the earliest window that got new documents since the series was last judged
+        # (set by the counting script with the counts, so it survives a crash)
+        new = await self.redis.get(self._key(s, "new"))
+        late_from = int(new) if new is not None else None
+        emit_from = None
+        if (st is not None and st.last_window is not None and late_from is not None
+                and late_from <= st.last_window):
+            # documents arrived for windows already judged (upstream reordering, e.g. a
+            # fast replay through several classify actors): judge the series again from its
+            # first window, so its verdicts are those of the complete counts; events before
+            # the late window are unchanged (the model is causal) and are not re-sent
+            log.info("alerts %s: late documents for window %d (judged up to %d); re-judging",
+                     s.tag, late_from, st.last_window)
+            st, emit_from = None, late_from
         if st is None or st.last_window is None:
             # a new series starts at its earliest counted window (not at whichever window
             # the first batch happened to hold)
@@ -281,7 +302,7 @@ class AlertDetector:
         for w, n, t in zip(ws, neg, tot, strict=True):
             n_i, t_i = int(n or 0), int(t or 0)
             _, ev = model.step(st, w, n_i, t_i, self.cfg)
-            if ev is not None:
+            if ev is not None and (emit_from is None or w >= emit_from):
                 alerts.append(await self._alert(s, ev, st))
         self._pending[s] = st
         return alerts
