@@ -48,17 +48,19 @@ log = logging.getLogger(__name__)
 
 DETECTOR = model.VERSION
 
-# KEYS: counts hash, totals hash, seen set, evidence zset.  ARGV: window, ttl_s, top_n, then
-# triples (doc_id, is_negative 0/1, evidence json with score prefix "score|json" or "").
+# KEYS: counts hash, totals hash, seen set, evidence zset, model versions hash.  ARGV:
+# window, ttl_s, top_n, then quads (doc_id, is_negative 0/1, evidence json with score prefix
+# "score|json" or "", model version).
 _COUNT_LUA = """
 local window = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local top_n = tonumber(ARGV[3])
 local added = 0
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, 4 do
   if redis.call('SADD', KEYS[3], ARGV[i]) == 1 then
     added = added + 1
     redis.call('HINCRBY', KEYS[2], window, 1)
+    redis.call('HINCRBY', KEYS[5], ARGV[i + 3], 1)
     if ARGV[i + 1] == '1' then
       redis.call('HINCRBY', KEYS[1], window, 1)
       local sep = string.find(ARGV[i + 2], '|', 1, true)
@@ -68,7 +70,7 @@ for i = 4, #ARGV, 3 do
     end
   end
 end
-for k = 1, 4 do
+for k = 1, 5 do
   if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('EXPIRE', KEYS[k], ttl) end
 end
 return added
@@ -102,6 +104,41 @@ def alert_id(series: Series, episode_start: datetime, kind: str = "firing",
     return "al-" + hashlib.sha1(raw.encode()).hexdigest()[:20]
 
 
+def window_version(counts: dict[str, int]) -> str | None:
+    """The model version of a window: the one most of its documents carry (ties: the
+    smallest name -- Elasticsearch's terms order, so the backtest agrees)."""
+    if not counts:
+        return None
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A model change (or the re-base that ends its settling) on one series."""
+
+    entity: str
+    topic: str
+    kind: str  # model_change | rebased
+    window_start: datetime
+    detail: dict
+
+    @property
+    def annotation_id(self) -> str:
+        raw = f"{self.entity}|{self.topic}|{self.window_start.isoformat()}|{self.kind}"
+        return "an-" + hashlib.sha1(raw.encode()).hexdigest()[:20]
+
+    def to_source(self, window_s: int) -> dict:
+        text = (f"model {self.detail.get('from')} -> {self.detail.get('to')}: "
+                + ("scores suppressed while the share re-bases" if self.kind == "model_change"
+                   else f"share re-based x{self.detail.get('factor')}"))
+        return {"annotation_id": self.annotation_id, "kind": self.kind, "entity": self.entity,
+                "topic": self.topic, "timestamp": self.window_start.isoformat(),
+                "window_s": window_s, "from_version": self.detail.get("from"),
+                "to_version": self.detail.get("to"), "factor": self.detail.get("factor"),
+                "settle_windows": self.detail.get("settle_windows"), "text": text,
+                "detector": DETECTOR}
+
+
 def _ts(doc: ScoredDoc) -> float:
     return doc.published_at.timestamp()
 
@@ -124,7 +161,8 @@ class AlertDetector:
 
     def __init__(self, redis: Redis, prefix: str,
                  cfg: model.DetectorConfig | rules.RuleConfig | None = None, *,
-                 lateness_s: float = 60.0, ttl_s: int = 48 * 3600, top_n: int = 5) -> None:
+                 lateness_s: float = 60.0, ttl_s: int = 48 * 3600, top_n: int = 5,
+                 partitions: int = 1) -> None:
         if isinstance(cfg, rules.RuleConfig):
             cfg = model.DetectorConfig(window_s=cfg.window_s, min_count=cfg.min_count)
         self.cfg: model.DetectorConfig = cfg or model.DetectorConfig()
@@ -137,6 +175,11 @@ class AlertDetector:
         self._count = redis.register_script(_COUNT_LUA)
         self._high: dict[int, float] | None = None  # partition -> largest event time seen
         self._pending: dict[Series, model.SeriesState] = {}
+        # input partitions: no window closes before each has been seen (else a partition
+        # that happens to arrive later would find its windows already judged)
+        self.partitions = max(1, partitions)
+        self._closed: int | None = None  # windows <= this are judged for every series
+        self.annotations: list[Annotation] = []  # model changes found by the last observe
 
     # -- keys
     def _key(self, s: Series, what: str, window: int | None = None) -> str:
@@ -146,6 +189,14 @@ class AlertDetector:
     @property
     def _wm_key(self) -> str:
         return f"{self.prefix}:alerts:watermark"
+
+    @property
+    def _series_key(self) -> str:
+        return f"{self.prefix}:alerts:series"
+
+    @property
+    def _closed_key(self) -> str:
+        return f"{self.prefix}:alerts:closed"
 
     def _window_start(self, w: int) -> datetime:
         return datetime.fromtimestamp(w * self.cfg.window_s, tz=UTC)
@@ -159,11 +210,15 @@ class AlertDetector:
         if not docs:
             return []
         self._pending.clear()  # judged from the saved states, so a retry judges afresh
+        self.annotations = []
+        self._closing = None
         parts = list(partitions) if partitions is not None else [0] * len(docs)
         try:
             if self._high is None:
                 raw = await self.redis.hgetall(self._wm_key)
                 self._high = {int(k): float(v) for k, v in raw.items()}
+                closed = await self.redis.get(self._closed_key)
+                self._closed = int(closed) if closed is not None else None
             for d, part in zip(docs, parts, strict=True):
                 ts = _ts(d)
                 if ts > self._high.get(part, float("-inf")):
@@ -185,10 +240,16 @@ class AlertDetector:
                 if self._high:
                     pipe.hset(self._wm_key, mapping={str(k): repr(v)
                                                      for k, v in self._high.items()})
+                if self._closing is not None:
+                    pipe.set(self._closed_key, self._closing)
                 await pipe.execute()
         except RedisError as exc:
             raise BackendUnavailable(f"alert state: {exc}", "redis") from exc
         self._pending.clear()
+        if self._closing is not None:
+            self._closed, self._closing = self._closing, None
+
+    _closing: int | None = None
 
     async def _observe(self, docs: Sequence[ScoredDoc]) -> list[Alert]:
         w_s = self.cfg.window_s
@@ -202,18 +263,34 @@ class AlertDetector:
                 argv: list[str | int] = [w, self.ttl_s, self.top_n]
                 for d in group:
                     argv += [d.doc_id, "1" if _negative(d) else "0",
-                             _evidence_json(d) if _negative(d) else ""]
+                             _evidence_json(d) if _negative(d) else "",
+                             d.sentiment.model_version or ""]
                 keys = [self._key(s, "neg"), self._key(s, "tot"), self._key(s, "seen", w),
-                        self._key(s, "ev", w)]
+                        self._key(s, "ev", w), self._key(s, "mv", w)]
                 await self._count(keys=keys, args=argv, client=pipe)
+            touched = list(dict.fromkeys(s.tag for s, _ in groups))
+            pipe.sadd(self._series_key, *touched)
+            pipe.expire(self._series_key, self.ttl_s)
             await pipe.execute()
-        # 2. watermark (event time): the slowest partition's progress
+        # 2. watermark (event time): the slowest partition's progress, once all were seen
         assert self._high is not None
+        if len(self._high) < self.partitions:
+            return []
         watermark = min(self._high.values())
         closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
-        # 3. step each touched series through the windows that are now closed
+        # 3. step series through the windows that are now closed: every known series when
+        # the watermark closed a new window (so a silent series is judged as far as one that
+        # just got a document -- what is judged does not depend on batch boundaries), else
+        # the touched ones (a late first document of a new series)
+        if self._closed is None or closed_upto > self._closed:
+            members = await self.redis.smembers(self._series_key)
+            tags = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+            series = [Series(*t.split("|", 1)) for t in tags]
+            self._closing = closed_upto
+        else:
+            series = list(dict.fromkeys(s for s, _ in groups))
         alerts: list[Alert] = []
-        for s in dict.fromkeys(s for s, _ in groups):
+        for s in series:
             alerts += await self._close_series(s, closed_upto)
         return alerts
 
@@ -236,12 +313,22 @@ class AlertDetector:
         if start > closed_upto:
             return []
         ws = list(range(start, closed_upto + 1))
-        neg = await self.redis.hmget(self._key(s, "neg"), [str(w) for w in ws])
-        tot = await self.redis.hmget(self._key(s, "tot"), [str(w) for w in ws])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._key(s, "neg"), [str(w) for w in ws])
+            pipe.hmget(self._key(s, "tot"), [str(w) for w in ws])
+            for w in ws:
+                pipe.hgetall(self._key(s, "mv", w))
+            neg, tot, *mvs = await pipe.execute()
         alerts: list[Alert] = []
-        for w, n, t in zip(ws, neg, tot, strict=True):
+        for w, n, t, mv in zip(ws, neg, tot, mvs, strict=True):
             n_i, t_i = int(n or 0), int(t or 0)
-            _, ev = model.step(st, w, n_i, t_i, self.cfg)
+            ver = window_version({(k.decode() if isinstance(k, bytes) else k): int(v)
+                                  for k, v in mv.items() if k not in (b"", "")})
+            ws_, ev = model.step(st, w, n_i, t_i, self.cfg, ver)
+            if ws_.note is not None:
+                self.annotations.append(Annotation(s.entity, s.topic, ws_.note,
+                                                   self._window_start(w),
+                                                   ws_.note_detail or {}))
             if ev is not None:
                 alerts.append(await self._alert(s, ev, st))
         self._pending[s] = st

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         return f"{self.namespace}-alerts"
 
     @property
+    def es_annotations_index(self) -> str:
+        """Model-change annotations written by the alerts detector."""
+        return f"{self.namespace}-annotations"
+
+    @property
     def redis_prefix(self) -> str:
         return self.namespace
 
