@@ -15,8 +15,8 @@ import logging
 import faust
 from redis.asyncio import Redis
 
-from services.alerts import lifecycle, model
 from services.alerts.annotations import AnnotationWriter
+from services.alerts.config import detector_config
 from services.alerts.detector import AlertDetector
 from services.core.config import Settings
 from services.core.schemas import Alert, ScoredDoc
@@ -28,16 +28,7 @@ from services.stream.topics import Record, bytes_topic, deliver
 
 log = logging.getLogger(__name__)
 
-
-def detector_config(settings: Settings) -> model.DetectorConfig:
-    """The detector the settings describe (the same object ``yuqing bench alerts`` and the
-    pure replay API take, so offline sweeps and production agree)."""
-    fire = settings.alert_fire_score
-    bands = (("critical", max(90.0, fire)), ("warning", max(75.0, fire)), ("info", fire))
-    return model.DetectorConfig(window_s=settings.alert_window_s,
-                                min_count=settings.alert_min_count,
-                                warmup_hours=settings.alert_warmup_hours,
-                                life=lifecycle.LifecycleConfig(bands=bands))
+__all__ = ["build_detector", "detector_config", "register"]
 
 
 def build_detector(settings: Settings, redis: Redis, partitions: int | None = None
