@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -115,7 +116,7 @@ def detect_rolling3sigma(values: np.ndarray, start: int, window_s: int) -> list[
 
 
 LOO_FIRE = (40.0, 45.0, 50.0, 55.0, 60.0)
-LOO_REARM_H = (12, 24, 36, 48)
+LOO_REARM_H = (12, 24, 36, 48, 72)
 
 
 def lifecycle_rows(scores: list[tuple[int, float, int]], cfg: lifecycle.LifecycleConfig,
@@ -137,7 +138,7 @@ def leave_one_out(series: dict, base: replay.DetectorConfig | None = None) -> di
     for fname, (ts, xs, wins) in series.items():
         window_s = _window_s(ts)
         start = int(ts[0] // window_s)
-        cfg = replay.DetectorConfig(window_s=window_s)
+        cfg = dataclasses.replace(base, window_s=window_s)
         res = replay.replay_array(xs, start, cfg)
         prepared[fname] = (start, window_s, len(xs), wins,
                            [(x.window, x.score, x.negatives) for x in res.scores])

@@ -53,7 +53,7 @@ VERSION = "seasonal-nb/v1"
 @dataclass(frozen=True)
 class DetectorConfig:
     window_s: int = 300
-    spans: tuple[int, ...] = (6,)
+    spans: tuple[int, ...] = (6, 12)  # trailing 30 minutes and trailing hour (5-min windows)
     weeks: int = 4  # values kept per hour of week
     days: int = 7  # values kept per hour of day
     recent_hours: int = 24
