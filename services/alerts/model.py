@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from services.alerts import lifecycle, scoring
 from services.alerts.seasonal import Profile, median
 
-VERSION = "seasonal-nb/v1"
+VERSION = "seasonal-nb/v2"  # v2: spans 30 min + 1 h, 48 h re-arm, model-swap re-base
 
 
 @dataclass(frozen=True)
