@@ -289,17 +289,18 @@ class AlertDetector:
             self._closing = closed_upto
         else:
             series = list(dict.fromkeys(s for s, _ in groups))
+        # every state in one round trip; a series already judged that far costs nothing more
+        raws = await self.redis.mget([self._key(s, "model") for s in series]) if series else []
         alerts: list[Alert] = []
-        for s in series:
-            alerts += await self._close_series(s, closed_upto)
+        for s, raw in zip(series, raws, strict=True):
+            st = model.SeriesState.from_dict(json.loads(raw)) if raw else None
+            alerts += await self._close_series(s, closed_upto, st)
         return alerts
 
-    async def _load(self, s: Series) -> model.SeriesState | None:
-        raw = await self.redis.get(self._key(s, "model"))
-        return model.SeriesState.from_dict(json.loads(raw)) if raw else None
-
-    async def _close_series(self, s: Series, closed_upto: int) -> list[Alert]:
-        st = await self._load(s)
+    async def _close_series(self, s: Series, closed_upto: int,
+                            st: model.SeriesState | None) -> list[Alert]:
+        if st is not None and st.last_window is not None and st.last_window >= closed_upto:
+            return []
         if st is None or st.last_window is None:
             # a new series starts at its earliest counted window (not at whichever window
             # the first batch happened to hold)

@@ -127,7 +127,8 @@ class SeriesState:
     totals_seen: bool = False
     neg: Profile = field(default_factory=Profile)
     tot: Profile = field(default_factory=Profile)
-    tail: list[list[float]] = field(default_factory=list)  # [neg, tot, mu_neg, mu_tot]
+    # [neg, tot, mu_neg, mu_tot, raw mu_neg, raw mu_tot] (raw: before the min_expected floor)
+    tail: list[list[float]] = field(default_factory=list)
     resid: dict[str, list[list[float]]] = field(default_factory=dict)  # span -> [[r, E]]
     alpha: dict[str, float] = field(default_factory=dict)
     life: lifecycle.Lifecycle = field(default_factory=lifecycle.Lifecycle)
@@ -224,6 +225,8 @@ def _rebase(st: SeriesState, cfg: DetectorConfig) -> dict:
     st.neg.scale(k)
     for row in st.tail:
         row[2] *= k
+        if len(row) > 4:
+            row[4] *= k
     st.settle = None
     return {"from": sd["from"], "to": sd["to"], "factor": round(k, 6)}
 
@@ -257,10 +260,14 @@ def step(st: SeriesState, window: int, negatives: int, total: int | None,
         sd["e_t"] += mu_t
     ready = st.neg.hours >= cfg.warmup_hours and not settling
     keep = max(cfg.spans)
-    st.tail.append([negatives, tot, mu_n, mu_t])
+    kw = {"shrink_week": cfg.shrink_week, "shrink_day": cfg.shrink_day}
+    st.tail.append([negatives, tot, mu_n, mu_t, st.neg.expected(hour, **kw),
+                    st.tot.expected(hour, **kw)])
     if len(st.tail) > keep:
         del st.tail[: len(st.tail) - keep]
 
+    lvl_n, lvl_t = median(st.neg.recent), median(st.tot.recent)
+    day_share = min(1.0, lvl_n / lvl_t) if lvl_t > 0 else 0.5
     best, best_span, best_pv, best_ps = 0.0, cfg.spans[0], 1.0, None
     for span in cfg.spans:
         if len(st.tail) < span:
@@ -269,7 +276,11 @@ def step(st: SeriesState, window: int, negatives: int, total: int | None,
         y = int(sum(x[0] for x in part))
         t = int(sum(x[1] for x in part))
         e = sum(x[2] for x in part)
-        e_t = sum(x[3] for x in part)
+        # the usual share from the unfloored expectations, shrunk by one pseudo-document
+        # toward the series' share of the last day: the floor of a sparse series' expected
+        # negatives must not make its usual share look like 100%
+        raw_n = sum(x[4] if len(x) > 4 else x[2] for x in part)
+        raw_t = sum(x[5] if len(x) > 5 else x[3] for x in part)
         if ready and (window + 1) % span == 0:
             rs = st.resid.setdefault(str(span), [])
             rs.append([math.log((y + 0.5) / (e + 0.5)), e])
@@ -281,7 +292,7 @@ def step(st: SeriesState, window: int, negatives: int, total: int | None,
         s = scoring.surprise(pv)
         ps = None
         if st.totals_seen and t > y:
-            share0 = min(max(e / e_t, 1e-4), 1 - 1e-4)
+            share0 = min(max((raw_n + day_share) / (raw_t + 1.0), 1e-4), 1 - 1e-4)
             ps = scoring.betabinom_sf(y, t, share0, cfg.share_rho) if y > share0 * t else 1.0
             s = min(s, max(scoring.surprise(ps), cfg.share_floor * s))
         if s > best:
