@@ -250,6 +250,7 @@ class AlertDetector:
             self._closed, self._closing = self._closing, None
 
     _closing: int | None = None
+    _waiting_logged = False
 
     async def _observe(self, docs: Sequence[ScoredDoc]) -> list[Alert]:
         w_s = self.cfg.window_s
@@ -275,6 +276,10 @@ class AlertDetector:
         # 2. watermark (event time): the slowest partition's progress, once all were seen
         assert self._high is not None
         if len(self._high) < self.partitions:
+            if not self._waiting_logged:
+                log.info("alerts: partitions seen %s of %d: no window closes until each has "
+                         "a document", sorted(self._high), self.partitions)
+                self._waiting_logged = True
             return []
         watermark = min(self._high.values())
         closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
@@ -287,6 +292,8 @@ class AlertDetector:
             tags = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
             series = [Series(*t.split("|", 1)) for t in tags]
             self._closing = closed_upto
+            log.info("alerts: watermark closes windows up to %d for %d series", closed_upto,
+                     len(series))
         else:
             series = list(dict.fromkeys(s for s, _ in groups))
         # every state in one round trip; a series already judged that far costs nothing more
