@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "yuqing needs Python >= 3.11: set PYTHON=/path/to/python3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,train,cpu-opt]'
+	$(PY) -m pip install -q -e '.[dev,train,cpu-opt,plot]'
 	@touch $@
 
 venv: $(VENV)/.installed  ## create .venv with all dependencies

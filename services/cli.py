@@ -10,6 +10,7 @@ import typer
 
 import services
 from services import cli_models, worker_cli
+from services.alerts import backtest_cli
 from services.alerts import cli as alerts_cli
 from services.api import cli as api_cli
 from services.core import cli as core_cli
@@ -54,6 +55,7 @@ def bench(ctx: typer.Context) -> None:
 core_cli.register(app)
 api_cli.register(app)
 alerts_cli.register(app)  # deliver
+backtest_cli.register(app)  # backtest
 ingest_cli.register(app)
 index_cli.register(app)
 worker_cli.register(app)  # worker, replay, feed, demo

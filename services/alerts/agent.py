@@ -3,9 +3,10 @@
 Order inside one batch, chosen so a crash anywhere repeats work but never loses or doubles
 it: (1) the detector counts the batch idempotently in Redis and judges the touched series,
 (2) the alerts are sent to Kafka (awaited until acknowledged) and indexed in Elasticsearch
-(``_id`` = alert id), (3) the baselines are saved, (4) the agent moves on and Faust acks
-the batch. A crash before (3) re-judges the same windows with the same counts on redelivery
-and produces the same alert ids.
+(``_id`` = alert id), and model-change annotations into ``<ns>-annotations``, (3) the
+baselines are saved, (4) the agent moves on and Faust acks the batch. A crash before (3)
+re-judges the same windows with the same counts on redelivery and produces the same alert
+ids (and annotation ids).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import time
 import faust
 from redis.asyncio import Redis
 
-from services.alerts import lifecycle, model
+from services.alerts.annotations import AnnotationWriter
+from services.alerts.config import detector_config
 from services.alerts.detector import AlertDetector
 from services.alerts.progress import PartitionProgress
 from services.core.config import Settings
@@ -28,22 +30,27 @@ from services.stream.topics import Record, bytes_topic, deliver
 
 log = logging.getLogger(__name__)
 
-
-def detector_config(settings: Settings) -> model.DetectorConfig:
-    """The detector the settings describe (the same object ``yuqing bench alerts`` and the
-    pure replay API take, so offline sweeps and production agree)."""
-    fire = settings.alert_fire_score
-    bands = (("critical", max(90.0, fire)), ("warning", max(75.0, fire)), ("info", fire))
-    return model.DetectorConfig(window_s=settings.alert_window_s,
-                                min_count=settings.alert_min_count,
-                                warmup_hours=settings.alert_warmup_hours,
-                                life=lifecycle.LifecycleConfig(bands=bands))
+__all__ = ["build_detector", "detector_config", "register"]
 
 
-def build_detector(settings: Settings, redis: Redis) -> AlertDetector:
+def build_detector(settings: Settings, redis: Redis, partitions: int | None = None
+                   ) -> AlertDetector:
+    """``partitions``: of the input topic (no window closes before each was seen)."""
     return AlertDetector(redis, settings.redis_prefix, detector_config(settings),
                          lateness_s=settings.alert_lateness_s,
-                         ttl_s=settings.trends_retention_h * 3600)
+                         ttl_s=settings.trends_retention_h * 3600,
+                         partitions=partitions or settings.topic_partitions)
+
+
+def input_partitions(app: faust.App, topic: str) -> int | None:
+    """Partitions of ``topic`` from the consumer's metadata (``None`` until it has some)."""
+    try:
+        parts = app.consumer.topic_partitions(topic)
+    except Exception:  # noqa: BLE001 - not assigned yet: the setting stands in
+        return None
+    if parts is None:
+        return None
+    return len(parts) if isinstance(parts, set | frozenset | list | tuple) else int(parts)
 
 
 def alert_records(settings: Settings, alerts: list[Alert]) -> list[Record]:
@@ -60,6 +67,8 @@ def register(app: faust.App, settings: Settings) -> None:
         writer = EsWriter(es_client(settings.es_url), settings.es_index_prefix,
                           alerts_index=settings.es_alerts_index)
         detector = build_detector(settings, redis)
+        notes = AnnotationWriter(writer.es, settings.es_annotations_index,
+                                 settings.alert_window_s)
         progress = PartitionProgress()
         fired = 0
 
@@ -84,9 +93,12 @@ def register(app: faust.App, settings: Settings) -> None:
                 progress.seen(ev.message.partition, ev.message.offset)
             if not good:
                 return 0
+            known = input_partitions(app, settings.topic_docs_scored)
+            if known:  # the topic as it exists (it may predate YUQING_TOPIC_PARTITIONS)
+                detector.partitions = known
             hold = await holding()
             found = await until_durable("alerts detect",
-                                        lambda g=good, p=parts: detector.observe(g, p, hold))
+                                        lambda g=good, p=parts, h=hold: detector.observe(g, p, h))
             if found:
                 await until_durable("alerts deliver",
                                     lambda f=found: deliver(app.producer,
@@ -96,6 +108,9 @@ def register(app: faust.App, settings: Settings) -> None:
                     log.warning("ALERT %s %s/%s %s %s: %d negative in window %s (score=%.0f)",
                                 a.alert_id, a.entity, a.topic, a.state, a.severity,
                                 a.negative_count, a.window_start.isoformat(), a.score)
+            if detector.annotations:
+                await until_durable("alerts annotations",
+                                    lambda a=list(detector.annotations): notes.write(a))
             await until_durable("alerts state", detector.commit)
             return len(found)
 

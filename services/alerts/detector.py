@@ -15,11 +15,6 @@ across partitions, redelivery or a kill -9:
   much of a window a batch happened to contain;
 * closed windows are stepped in order (windows without documents as zeros) through the same
   ``model.step`` the offline replay uses; a series starts at its earliest counted window;
-* every batch judges every series that is *due* -- it has counted windows not yet judged, or
-  an open episode (whose quiet windows must be stepped to resolve it) -- not only the series
-  the batch touched: otherwise a spike would wait for its company's next document, and
-  whether it was judged at a given moment would depend on batch boundaries. The due set is
-  a sorted set (series -> first unjudged window), updated with the counts and in ``commit``;
 * the state (profiles, dispersion, lifecycle, last closed window) is one JSON value per
   series, written by ``commit`` *after* the batch's alerts were delivered; offsets are
   committed after that. A crash before ``commit`` re-judges the same closed windows from the
@@ -53,17 +48,19 @@ log = logging.getLogger(__name__)
 
 DETECTOR = model.VERSION
 
-# KEYS: counts hash, totals hash, seen set, evidence zset.  ARGV: window, ttl_s, top_n, then
-# triples (doc_id, is_negative 0/1, evidence json with score prefix "score|json" or "").
+# KEYS: counts hash, totals hash, seen set, evidence zset, model versions hash, new-data mark.  ARGV:
+# window, ttl_s, top_n, then quads (doc_id, is_negative 0/1, evidence json with score prefix
+# "score|json" or "", model version).
 _COUNT_LUA = """
 local window = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local top_n = tonumber(ARGV[3])
 local added = 0
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, 4 do
   if redis.call('SADD', KEYS[3], ARGV[i]) == 1 then
     added = added + 1
     redis.call('HINCRBY', KEYS[2], window, 1)
+    redis.call('HINCRBY', KEYS[5], ARGV[i + 3], 1)
     if ARGV[i + 1] == '1' then
       redis.call('HINCRBY', KEYS[1], window, 1)
       local sep = string.find(ARGV[i + 2], '|', 1, true)
@@ -73,24 +70,16 @@ for i = 4, #ARGV, 3 do
     end
   end
 end
-for k = 1, 4 do
+for k = 1, 5 do
   if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('EXPIRE', KEYS[k], ttl) end
 end
-if added > 0 then  -- remember the earliest window that got new documents (late data)
-  local cur = redis.call('GET', KEYS[5])
+if added > 0 then  -- KEYS[6]: the earliest window that got new documents (late data)
+  local cur = redis.call('GET', KEYS[6])
   if not cur or tonumber(cur) > tonumber(window) then
-    redis.call('SET', KEYS[5], window, 'EX', ttl)
+    redis.call('SET', KEYS[6], window, 'EX', ttl)
   end
 end
 return added
-"""
-
-
-# Drop a series from the due set if nothing newer than its last judged window was counted.
-_UNDUE_LUA = """
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if s and tonumber(s) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0
 """
 
 
@@ -106,11 +95,6 @@ class Series:
         return f"{self.entity}|{self.topic}"
 
 
-def _series_of_tag(tag: bytes | str) -> Series:
-    entity, topic = (tag.decode() if isinstance(tag, bytes) else tag).split("|", 1)
-    return Series(entity, topic)
-
-
 def series_of(doc: ScoredDoc) -> list[Series]:
     out = [Series(e, "*") for e in dict.fromkeys(doc.entities)]
     out += [Series("*", t) for t in dict.fromkeys(doc.topics)]
@@ -124,6 +108,41 @@ def alert_id(series: Series, episode_start: datetime, kind: str = "firing",
     if kind == "escalated":
         raw += f"|{severity}"
     return "al-" + hashlib.sha1(raw.encode()).hexdigest()[:20]
+
+
+def window_version(counts: dict[str, int]) -> str | None:
+    """The model version of a window: the one most of its documents carry (ties: the
+    smallest name -- Elasticsearch's terms order, so the backtest agrees)."""
+    if not counts:
+        return None
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A model change (or the re-base that ends its settling) on one series."""
+
+    entity: str
+    topic: str
+    kind: str  # model_change | rebased
+    window_start: datetime
+    detail: dict
+
+    @property
+    def annotation_id(self) -> str:
+        raw = f"{self.entity}|{self.topic}|{self.window_start.isoformat()}|{self.kind}"
+        return "an-" + hashlib.sha1(raw.encode()).hexdigest()[:20]
+
+    def to_source(self, window_s: int) -> dict:
+        text = (f"model {self.detail.get('from')} -> {self.detail.get('to')}: "
+                + ("scores suppressed while the share re-bases" if self.kind == "model_change"
+                   else f"share re-based x{self.detail.get('factor')}"))
+        return {"annotation_id": self.annotation_id, "kind": self.kind, "entity": self.entity,
+                "topic": self.topic, "timestamp": self.window_start.isoformat(),
+                "window_s": window_s, "from_version": self.detail.get("from"),
+                "to_version": self.detail.get("to"), "factor": self.detail.get("factor"),
+                "settle_windows": self.detail.get("settle_windows"), "text": text,
+                "detector": DETECTOR}
 
 
 def _ts(doc: ScoredDoc) -> float:
@@ -148,7 +167,8 @@ class AlertDetector:
 
     def __init__(self, redis: Redis, prefix: str,
                  cfg: model.DetectorConfig | rules.RuleConfig | None = None, *,
-                 lateness_s: float = 60.0, ttl_s: int = 48 * 3600, top_n: int = 5) -> None:
+                 lateness_s: float = 60.0, ttl_s: int = 48 * 3600, top_n: int = 5,
+                 partitions: int = 1) -> None:
         if isinstance(cfg, rules.RuleConfig):
             cfg = model.DetectorConfig(window_s=cfg.window_s, min_count=cfg.min_count)
         self.cfg: model.DetectorConfig = cfg or model.DetectorConfig()
@@ -160,9 +180,13 @@ class AlertDetector:
         self.top_n = top_n
         self._holding: set[int] | None = None
         self._count = redis.register_script(_COUNT_LUA)
-        self._undue = redis.register_script(_UNDUE_LUA)
         self._high: dict[int, float] | None = None  # partition -> largest event time seen
         self._pending: dict[Series, model.SeriesState] = {}
+        # input partitions: no window closes before each has been seen (else a partition
+        # that happens to arrive later would find its windows already judged)
+        self.partitions = max(1, partitions)
+        self._closed: int | None = None  # windows <= this are judged for every series
+        self.annotations: list[Annotation] = []  # model changes found by the last observe
 
     # -- keys
     def _key(self, s: Series, what: str, window: int | None = None) -> str:
@@ -174,8 +198,12 @@ class AlertDetector:
         return f"{self.prefix}:alerts:watermark"
 
     @property
-    def _due_key(self) -> str:
-        return f"{self.prefix}:alerts:due"
+    def _series_key(self) -> str:
+        return f"{self.prefix}:alerts:series"
+
+    @property
+    def _closed_key(self) -> str:
+        return f"{self.prefix}:alerts:closed"
 
     def _window_start(self, w: int) -> datetime:
         return datetime.fromtimestamp(w * self.cfg.window_s, tz=UTC)
@@ -184,20 +212,25 @@ class AlertDetector:
     async def observe(self, docs: Sequence[ScoredDoc],
                       partitions: Sequence[int] | None = None,
                       holding: set[int] | None = None) -> list[Alert]:
-        """Count ``docs`` (idempotently) and judge the windows the watermark closes for every
-        due series. ``partitions``: the input partition of each document (for the
-        watermark); default: all one. ``holding``: the partitions that bound the watermark
-        now (``services.alerts.progress``); one not seen yet closes nothing; default: every
-        partition seen."""
+        """Count ``docs`` (idempotently) and judge the windows the watermark closes.
+        ``partitions``: the input partition of each document (for the watermark); default:
+        all one. ``holding``: the partitions that bound the watermark now
+        (``services.alerts.progress``: those with unread data or only just caught up); when
+        given it replaces the "every partition seen once" rule, so an empty or long-idle
+        partition does not stall alerts."""
         self._holding = holding
         if not docs:
             return []
         self._pending.clear()  # judged from the saved states, so a retry judges afresh
+        self.annotations = []
+        self._closing = None
         parts = list(partitions) if partitions is not None else [0] * len(docs)
         try:
             if self._high is None:
                 raw = await self.redis.hgetall(self._wm_key)
                 self._high = {int(k): float(v) for k, v in raw.items()}
+                closed = await self.redis.get(self._closed_key)
+                self._closed = int(closed) if closed is not None else None
             for d, part in zip(docs, parts, strict=True):
                 ts = _ts(d)
                 if ts > self._high.get(part, float("-inf")):
@@ -217,18 +250,20 @@ class AlertDetector:
                 for s, st in self._pending.items():
                     pipe.set(self._key(s, "model"), json.dumps(st.to_dict()), ex=self.ttl_s)
                     pipe.delete(self._key(s, "new"))
-                    if st.life.episode is not None:  # its quiet windows must be stepped
-                        pipe.zadd(self._due_key, {s.tag: (st.last_window or 0) + 1})
-                    else:  # judged up to last_window; newer counts re-add it (zadd lt)
-                        await self._undue(keys=[self._due_key],
-                                          args=[s.tag, st.last_window or 0], client=pipe)
                 if self._high:
                     pipe.hset(self._wm_key, mapping={str(k): repr(v)
                                                      for k, v in self._high.items()})
+                if self._closing is not None:
+                    pipe.set(self._closed_key, self._closing)
                 await pipe.execute()
         except RedisError as exc:
             raise BackendUnavailable(f"alert state: {exc}", "redis") from exc
         self._pending.clear()
+        if self._closing is not None:
+            self._closed, self._closing = self._closing, None
+
+    _closing: int | None = None
+    _waiting_logged = False
 
     async def _observe(self, docs: Sequence[ScoredDoc]) -> list[Alert]:
         w_s = self.cfg.window_s
@@ -242,47 +277,69 @@ class AlertDetector:
                 argv: list[str | int] = [w, self.ttl_s, self.top_n]
                 for d in group:
                     argv += [d.doc_id, "1" if _negative(d) else "0",
-                             _evidence_json(d) if _negative(d) else ""]
+                             _evidence_json(d) if _negative(d) else "",
+                             d.sentiment.model_version or ""]
                 keys = [self._key(s, "neg"), self._key(s, "tot"), self._key(s, "seen", w),
-                        self._key(s, "ev", w), self._key(s, "new")]
+                        self._key(s, "ev", w), self._key(s, "mv", w), self._key(s, "new")]
                 await self._count(keys=keys, args=argv, client=pipe)
-                pipe.zadd(self._due_key, {s.tag: w}, lt=True)  # first unjudged window
+            touched = list(dict.fromkeys(s.tag for s, _ in groups))
+            pipe.sadd(self._series_key, *touched)
+            pipe.expire(self._series_key, self.ttl_s)
             await pipe.execute()
-        # 2. watermark (event time): the slowest partition's progress
+        # 2. watermark (event time): the slowest partition's progress, once all were seen
         assert self._high is not None
-        bound = self._high.keys() if self._holding is None else self._holding & self._high.keys()
-        if self._holding and not self._holding <= self._high.keys():
-            return []  # a partition with unread data has not delivered yet: wait for it
-        watermark = min(self._high[p] for p in bound) if bound else max(self._high.values())
+        if self._holding is not None:
+            if not self._holding <= self._high.keys():
+                return []  # a partition with unread data has not delivered yet: wait for it
+            bound = self._holding or set(self._high)
+            watermark = min(self._high[p] for p in bound)
+        elif len(self._high) < self.partitions:
+            if not self._waiting_logged:
+                log.info("alerts: partitions seen %s of %d: no window closes until each has "
+                         "a document", sorted(self._high), self.partitions)
+                self._waiting_logged = True
+            return []
+        else:
+            watermark = min(self._high.values())
         closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
-        # 3. step every due series through the windows that are now closed
-        due = await self.redis.zrangebyscore(self._due_key, "-inf", closed_upto)
-        series = dict.fromkeys([s for s, _ in groups] + [_series_of_tag(t) for t in due])
+        # 3. step series through the windows that are now closed: every known series when
+        # the watermark closed a new window (so a silent series is judged as far as one that
+        # just got a document -- what is judged does not depend on batch boundaries), else
+        # the touched ones (a late first document of a new series)
+        if self._closed is None or closed_upto > self._closed:
+            members = await self.redis.smembers(self._series_key)
+            tags = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+            series = [Series(*t.split("|", 1)) for t in tags]
+            self._closing = closed_upto
+            log.info("alerts: watermark closes windows up to %d for %d series", closed_upto,
+                     len(series))
+        else:
+            series = list(dict.fromkeys(s for s, _ in groups))
+        # every state in one round trip; a series already judged that far costs nothing more
+        raws = await self.redis.mget([self._key(s, "model") for s in series]) if series else []
         alerts: list[Alert] = []
-        for s in sorted(series, key=lambda x: x.tag):
-            alerts += await self._close_series(s, closed_upto)
+        for s, raw in zip(series, raws, strict=True):
+            st = model.SeriesState.from_dict(json.loads(raw)) if raw else None
+            alerts += await self._close_series(s, closed_upto, st)
         return alerts
 
-    async def _load(self, s: Series) -> model.SeriesState | None:
-        raw = await self.redis.get(self._key(s, "model"))
-        return model.SeriesState.from_dict(json.loads(raw)) if raw else None
-
-    async def _close_series(self, s: Series, closed_upto: int) -> list[Alert]:
-        st = await self._load(s)
-        # the earliest window that got new documents since the series was last judged
-        # (set by the counting script with the counts, so it survives a crash)
+    async def _close_series(self, s: Series, closed_upto: int,
+                            st: model.SeriesState | None) -> list[Alert]:
+        # the earliest window that got new documents since the series was last judged (set
+        # by the counting script with the counts, so a crash cannot lose it)
         new = await self.redis.get(self._key(s, "new"))
-        late_from = int(new) if new is not None else None
         emit_from = None
-        if (st is not None and st.last_window is not None and late_from is not None
-                and late_from <= st.last_window):
-            # documents arrived for windows already judged (upstream reordering, e.g. a
-            # fast replay through several classify actors): judge the series again from its
+        if (st is not None and st.last_window is not None and new is not None
+                and int(new) <= st.last_window):
+            # documents arrived for windows already judged (upstream reordering: a fast
+            # replay through several classify actors): judge the series again from its
             # first window, so its verdicts are those of the complete counts; events before
-            # the late window are unchanged (the model is causal) and are not re-sent
-            log.info("alerts %s: late documents for window %d (judged up to %d); re-judging",
-                     s.tag, late_from, st.last_window)
-            st, emit_from = None, late_from
+            # the late window cannot change (the model is causal) and are not re-sent
+            log.info("alerts %s: late documents for window %s (judged up to %d); re-judging",
+                     s.tag, int(new), st.last_window)
+            st, emit_from = None, int(new)
+        if st is not None and st.last_window is not None and st.last_window >= closed_upto:
+            return []
         if st is None or st.last_window is None:
             # a new series starts at its earliest counted window (not at whichever window
             # the first batch happened to hold)
@@ -296,12 +353,22 @@ class AlertDetector:
         if start > closed_upto:
             return []
         ws = list(range(start, closed_upto + 1))
-        neg = await self.redis.hmget(self._key(s, "neg"), [str(w) for w in ws])
-        tot = await self.redis.hmget(self._key(s, "tot"), [str(w) for w in ws])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._key(s, "neg"), [str(w) for w in ws])
+            pipe.hmget(self._key(s, "tot"), [str(w) for w in ws])
+            for w in ws:
+                pipe.hgetall(self._key(s, "mv", w))
+            neg, tot, *mvs = await pipe.execute()
         alerts: list[Alert] = []
-        for w, n, t in zip(ws, neg, tot, strict=True):
+        for w, n, t, mv in zip(ws, neg, tot, mvs, strict=True):
             n_i, t_i = int(n or 0), int(t or 0)
-            _, ev = model.step(st, w, n_i, t_i, self.cfg)
+            ver = window_version({(k.decode() if isinstance(k, bytes) else k): int(v)
+                                  for k, v in mv.items() if k not in (b"", "")})
+            ws_, ev = model.step(st, w, n_i, t_i, self.cfg, ver)
+            if ws_.note is not None:
+                self.annotations.append(Annotation(s.entity, s.topic, ws_.note,
+                                                   self._window_start(w),
+                                                   ws_.note_detail or {}))
             if ev is not None and (emit_from is None or w >= emit_from):
                 alerts.append(await self._alert(s, ev, st))
         self._pending[s] = st

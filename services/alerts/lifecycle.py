@@ -26,7 +26,7 @@ class LifecycleConfig:
     bands: Bands = (("critical", 90.0), ("warning", 75.0), ("info", 50.0))
     resolve_score: float = 25.0
     quiet_windows: int = 12
-    rearm_windows: int = 432
+    rearm_windows: int = 576  # 48 h of 5-minute windows
 
     @property
     def fire_score(self) -> float:

@@ -23,12 +23,19 @@ class ReplayResult:
     events: list[Event] = field(default_factory=list)
     state: SeriesState = field(default_factory=SeriesState)
 
+    @property
+    def notes(self) -> list[WindowScore]:
+        """Windows with a model change or a re-base (annotations)."""
+        return [s for s in self.scores if s.note is not None]
+
 
 def replay(counts: Mapping[int, int], totals: Mapping[int, int] | None = None,
            cfg: DetectorConfig | None = None, *, state: SeriesState | None = None,
-           upto: int | None = None) -> ReplayResult:
+           upto: int | None = None, versions: Mapping[int, str] | None = None
+           ) -> ReplayResult:
     """Step every window from the first in ``counts`` (or after ``state.last_window``) to
-    ``upto`` (default: the last in ``counts``)."""
+    ``upto`` (default: the last in ``counts``). ``versions``: window -> sentiment model
+    version of its documents (a change re-bases the share, see ``services.alerts.model``)."""
     cfg = cfg or DetectorConfig()
     res = ReplayResult(state=state if state is not None else SeriesState())
     keys = list(counts) + (list(totals) if totals else [])
@@ -39,7 +46,8 @@ def replay(counts: Mapping[int, int], totals: Mapping[int, int] | None = None,
     last = upto if upto is not None else max(keys)
     for w in range(first, last + 1):
         tot = totals.get(w, 0) if totals is not None else None
-        ws, ev = step(st, w, int(counts.get(w, 0)), tot, cfg)
+        ver = versions.get(w) if versions is not None else None
+        ws, ev = step(st, w, int(counts.get(w, 0)), tot, cfg, ver)
         res.scores.append(ws)
         if ev is not None:
             res.events.append(ev)

@@ -64,6 +64,12 @@ class Profile:
         _push(self.recent, per_window, recent_hours)
         self.hours += 1
 
+    def scale(self, k: float) -> None:
+        """Multiply every learned value by ``k`` (a re-based profile keeps its shape)."""
+        self.week = [[v * k for v in ring] for ring in self.week]
+        self.day = [[v * k for v in ring] for ring in self.day]
+        self.recent = [v * k for v in self.recent]
+
     def expected(self, hour: int, *, shrink_week: float, shrink_day: float) -> float:
         """Expected count per window in ``hour`` (0.0 before any hour was learned)."""
         if not self.recent:

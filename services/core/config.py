@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     es_retention_days: int = Field(30, description="Daily indices older than this are deleted by the retention job.")
 
     # -- alerts
-    alert_window_s: int = Field(300, description="Detection window (seconds of event time); each is scored on the trailing 30 minutes.")
-    alert_min_count: int = Field(5, description="No alert while the trailing 30 minutes hold fewer negative documents than this.")
+    alert_window_s: int = Field(300, description="Detection window (seconds of event time); each is scored on the trailing 30 minutes and the trailing hour.")
+    alert_min_count: int = Field(5, description="A trailing span (30 minutes, 1 hour) is not judged while it holds fewer negative documents than this.")
     alert_fire_score: float = Field(50.0, ge=1, le=100, description="Anomaly score (0-100) at which an episode fires (severity info; warning from 75, critical from 90).")
     alert_warmup_hours: int = Field(2, ge=0, description="Hours of history a series needs before it may alert (until it has weeks, its expectation leans on its recent median).")
     alert_lateness_s: int = Field(60, description="A window is judged (and joins the baseline) this long after its end, in event time: later documents still count but cannot change its verdict.")
@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     @property
     def es_alerts_index(self) -> str:
         return f"{self.namespace}-alerts"
+
+    @property
+    def es_annotations_index(self) -> str:
+        """Model-change annotations written by the alerts detector."""
+        return f"{self.namespace}-annotations"
 
     @property
     def redis_prefix(self) -> str:

@@ -123,6 +123,33 @@ ALERT_PROPERTIES: dict[str, Any] = {
 }
 
 
+# Annotations (``<ns>-annotations``): a sentiment model change seen by the alerts detector on
+# one series, and the re-base that ends its settling; Kibana shows them next to the trends.
+ANNOTATION_PROPERTIES: dict[str, Any] = {
+    "annotation_id": {"type": "keyword"},
+    "kind": {"type": "keyword"},
+    "entity": {"type": "keyword"},
+    "topic": {"type": "keyword"},
+    "timestamp": _DATE,
+    "window_s": {"type": "integer"},
+    "from_version": {"type": "keyword"},
+    "to_version": {"type": "keyword"},
+    "factor": {"type": "float"},
+    "settle_windows": {"type": "integer"},
+    "text": {"type": "text"},
+    "detector": {"type": "keyword"},
+}
+
+
+def annotation_template(index: str) -> dict[str, Any]:
+    """The index template of the annotations index (one index, no daily split)."""
+    check_prefix(index)
+    return {"index_patterns": [index], "priority": 300,
+            "template": {"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                         "mappings": {"dynamic": False, "properties": ANNOTATION_PROPERTIES}},
+            "_meta": {"managed_by": "yuqing", "description": "model-change annotations"}}
+
+
 def component_templates(prefix: str, alerts_index: str, replicas: int = 0,
                         shards: int = 1) -> dict[str, dict[str, Any]]:
     """Component templates by name: shared settings, document mappings, alert mappings."""

@@ -74,7 +74,8 @@ def pure_events(docs: list[ScoredDoc], entity: str, upto: int) -> list:
             w = rules.window_of(d.published_at.timestamp(), CFG.window_s)
             tot[w] += 1
             neg[w] += d.sentiment.label == "negative"
-    return rp.replay(dict(neg), dict(tot), CFG, upto=upto)
+    versions = {w: "t" for w in tot}  # the model every document carries
+    return rp.replay(dict(neg), dict(tot), CFG, upto=upto, versions=versions)
 
 
 def closed_upto(docs: list[ScoredDoc], lateness_s: float = 60.0) -> int:

@@ -39,3 +39,25 @@ def test_bad_labels_exit_non_zero_with_one_line(tmp_path, capsys) -> None:
     assert alerts.main(["--series", str(tmp_path), "--json", str(tmp_path / "o.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_leave_one_series_out_is_reported(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    series = {}
+    t0 = datetime(2015, 3, 2, tzinfo=UTC).timestamp()
+    for name, at in (("a.csv", 3 * 288), ("b.csv", 3 * 288 + 100)):
+        x = rng.poisson(10, size=288 * 4)
+        x[at:at + 12] += 80
+        ts = t0 + 300 * np.arange(len(x))
+        series[name] = (ts, x.astype(float), [(at - 20, at + 40)])
+    loo = alerts.leave_one_out(series)
+    assert {"nab_score", "alerts_per_day", "windows", "detected", "false_alerts",
+            "mean_delay_bins"} <= set(loo)
+    assert [f["held_out"] for f in loo["folds"]] == ["a.csv", "b.csv"]
+    assert loo["windows"] == 2 and loo["detected"] == 2
+    # the lifecycle re-run on precomputed scores is the replay's own lifecycle
+    cfg = alerts.replay.DetectorConfig()
+    res = alerts.replay.replay_array(series["a.csv"][1], 0, cfg)
+    rows = alerts.lifecycle_rows([(s.window, s.score, s.negatives) for s in res.scores],
+                                 cfg.life, 0)
+    assert rows == [e.window for e in res.events if e.kind == "firing"]

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from services.stream.es_layout import ALERT_PROPERTIES, DOC_PROPERTIES
+from services.stream.es_layout import ALERT_PROPERTIES, ANNOTATION_PROPERTIES, DOC_PROPERTIES
 
 ROOT = Path(__file__).resolve().parents[3]
 KIBANA = ROOT / "ops" / "kibana"
 STRING_JSON = {"visState", "uiStateJSON", "panelsJSON", "optionsJSON", "searchSourceJSON",
                "fieldFormatMap", "fields", "fieldAttrs", "runtimeFieldMap", "sourceFilters"}
-DATA_VIEW_FIELDS = {"yuqing-docs": DOC_PROPERTIES, "yuqing-alerts": ALERT_PROPERTIES}
+DATA_VIEW_FIELDS = {"yuqing-docs": DOC_PROPERTIES, "yuqing-alerts": ALERT_PROPERTIES,
+                    "yuqing-annotations": ANNOTATION_PROPERTIES}
 
 
 def flatten(props: dict[str, Any], prefix: str = "") -> set[str]:
@@ -74,7 +75,7 @@ def test_ids_are_unique_and_required_types_present():
     assert len(BY_KEY) == len(OBJECTS)
     types = {o["type"] for o in OBJECTS}
     assert {"index-pattern", "visualization", "search", "dashboard"} <= types
-    assert set(DATA_VIEWS.values()) == {"yuqing-docs", "yuqing-alerts"}  # the docs alias too
+    assert set(DATA_VIEWS.values()) == {"yuqing-docs", "yuqing-alerts", "yuqing-annotations"}
 
 
 @pytest.mark.parametrize("obj", OBJECTS, ids=lambda o: o["id"])
@@ -142,7 +143,7 @@ def test_dashboard_has_the_required_panels():
     titles = {BY_KEY[(r["type"], r["id"])]["attributes"]["title"].lower()
               for r in dash["references"]}
     for wanted in ("over time per entity", "negative share", "top negative documents",
-                   "source mix", "alerts timeline"):
+                   "source mix", "alerts timeline", "model changes"):
         assert any(wanted in t for t in titles), wanted
 
 
@@ -193,5 +194,5 @@ def test_import_script_posts_every_file_to_the_saved_objects_api():
         assert got["xsrf"] == "true"
         sent = [json.loads(line) for line in got["files"][0].decode().splitlines()]
         titles = {o["attributes"]["title"] for o in sent if o["type"] == "index-pattern"}
-        assert titles == {"acme-docs", "acme-alerts"}
+        assert titles == {"acme-docs", "acme-alerts", "acme-annotations"}
     assert "imported" in proc.stdout
