@@ -259,6 +259,7 @@ class Stack:
     def up(self) -> float:
         t0 = time.monotonic()
         r = subprocess.run([str(ROOT / "ops" / "stack"), "up"], env=self.env, cwd=ROOT,
+                           start_new_session=True,  # the services outlive the soak
                            capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             raise RuntimeError(f"ops/stack up failed: {r.stdout[-500:]} {r.stderr[-500:]}")
@@ -467,7 +468,7 @@ class Observer:
         from redis.asyncio import Redis
 
         self.s, self.start, self.end = s, start, end
-        self.es = AsyncElasticsearch(s.es_url, request_timeout=30)
+        self.es = AsyncElasticsearch(s.es_url, request_timeout=30, max_retries=1)
         self.redis = Redis.from_url(s.redis_url)
 
     async def close(self) -> None:
@@ -578,6 +579,7 @@ async def soak(args: SoakArgs, log=print) -> dict:
 
     logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(name)s %(message)s")
     install()  # the feeder's producer during the Kafka restart: one line, not hundreds
+    logging.getLogger("elastic_transport").setLevel(logging.CRITICAL)  # ES restart: polled
     base = get_settings()
     stack = stack_for(base, args)
     run = f"{datetime.now(UTC):%m%d%H%M}-{uuid.uuid4().hex[:4]}"
