@@ -565,7 +565,6 @@ async def cleanup(s) -> None:
 async def soak(args: SoakArgs, log=print) -> dict:
     import logging
 
-    from services.alerts.agent import detector_config
     from services.alerts.subscriptions import (
         SubscriptionIn,
         SubscriptionStore,
@@ -701,7 +700,13 @@ async def soak(args: SoakArgs, log=print) -> dict:
 
         # ---- drain
         t_drain = time.monotonic()
-        cfg = detector_config(s)
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        # the detector the settings describe, as the pipeline tests build it (bench may not
+        # import a stage's agent module)
+        from tests.integration.pipeline_fixtures import rules_for
+
+        cfg = rules_for(s)
         state: dict[str, Any] = {}
         while True:
             for p in procs.values():
@@ -745,8 +750,6 @@ async def soak(args: SoakArgs, log=print) -> dict:
         reasons_ok = all(distinct.get(k) is not None and distinct[k].reason == why
                          for k, why in expected_dlq.items())
         truncated = sum(1 for d in distinct.values() if d.original_truncated)
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
         from tests.integration.pipeline_support import expected_alert_windows
 
         possible, settled = expected_alert_windows(list(docs.values()), cfg)
