@@ -18,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.core.schemas import DeadLetter, ScoredDoc, Sentiment
+from services.core.schemas import CleanDoc, DeadLetter, ScoredDoc, Sentiment
 from services.stream.deadletter import ORIGINAL_KEEP_MAX
 from services.stream.topics import ensure_topics
 from tests.integration.api_helpers import make_alert
 from tests.integration.delivery_helpers import Worker as DeliveryWorker
 from tests.integration.delivery_helpers import add_subscription, alert_ids
+from tests.integration.pipeline_fixtures import centroid_model_fixture  # noqa: F401 - fixture
 from tests.integration.pipeline_support import Worker, topic_names, wait_for
 from tests.integration.webhook_receiver import Receiver
 
@@ -193,3 +194,42 @@ async def test_deliver_dead_letters_huge_rejects_and_goes_on(settings, redis, re
         assert_capped(dead[0], huge, topic, "deliver")
     finally:
         await receiver.stop()
+
+
+def clean(i: int) -> bytes:
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    return CleanDoc(doc_id=f"news:src:pc{i}", kind="news", source="src", source_id=f"pc{i}",
+                    title=f"Apple beats estimates {i}", text=f"Apple beats estimates {i}.",
+                    published_at=now, ingested_at=now, entities=["AAPL"], topics=["earnings"]
+                    ).model_dump_json().encode()
+
+
+@pytest.mark.slow
+async def test_classify_dead_letters_huge_rejects_and_goes_on(stage_settings, tmp_path,
+                                                              centroid_model):
+    s = stage_settings.model_copy(update={"model_path": centroid_model, "device": "cpu",
+                                          "classify_backend": "fp32"})
+    huge = b'{"doc_id": "' + b"q" * 1_000_000 + b'"}'  # not a CleanDoc, near 1 MB
+    producer = await big_producer(s)
+    try:
+        for v in (clean(1), huge, clean(2), clean(3)):
+            await producer.send_and_wait(s.topic_docs_clean, v, key=b"AAPL")
+    finally:
+        await producer.stop()
+    w = Worker(s, "classify", tmp_path / "logs").start()
+    try:
+        async def done() -> bool:
+            return len(await read_all(s.kafka_bootstrap, s.topic_docs_scored, 800)) >= 3
+
+        await wait_for("3 scored documents around the poison pill", done, 180, [w], 2.0)
+        await asyncio.sleep(3)
+        assert w.alive(), w.log_tail()
+    finally:
+        w.stop()
+    scored_ids = {json.loads(m.value)["doc_id"]
+                  for m in await read_all(s.kafka_bootstrap, s.topic_docs_scored)}
+    assert scored_ids == {f"news:src:pc{i}" for i in (1, 2, 3)}
+    dead = [DeadLetter.model_validate_json(m.value)
+            for m in await read_all(s.kafka_bootstrap, s.topic_dlq)]
+    assert len(dead) == 1 and dead[0].reason == "schema" and dead[0].origin.offset == 1
+    assert_capped(dead[0], huge, s.topic_docs_clean, "classify")
