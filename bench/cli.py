@@ -1,4 +1,4 @@
-"""``python -m bench inference|pipeline``: the benchmarks' command line.
+"""``python -m bench inference|pipeline|alerts|soak``: the benchmarks' command line.
 
 ``bench/`` is a folder of the source checkout, not part of the installed package: the
 product never imports it. ``yuqing bench ...`` runs this module in a subprocess from the
@@ -114,6 +114,53 @@ def alerts(
     except mod.BadInput as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+
+
+@app.command()
+def soak(
+    minutes: Annotated[float, typer.Option(help="How long the feed runs (then it drains).")] = 10.0,
+    rate: Annotated[float, typer.Option(help="Items per second offered.")] = 4.0,
+    kill_every: Annotated[float, typer.Option(
+        help="Seconds between kill -9s of a random worker (each restarted).")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Feed and fault schedule seed.")] = 13,
+    backend_restarts: Annotated[bool, typer.Option(
+        help="Restart Kafka, Redis and Elasticsearch once each.")] = True,
+    stack_dir: Annotated[str | None, typer.Option(
+        help="The soak stack's YUQING_STACK_DIR (default: that variable).")] = None,
+    allow_default_stack: Annotated[bool, typer.Option(
+        help="Run although a backend is on its default port (it gets restarted!).")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the soak's topics, indices and keys.")] = False,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="JSON path (default bench/results/soak.json).")] = None,
+) -> None:
+    """Split workers + deliver under a steady feed with malformed and oversized messages while
+    workers are killed (-9) and Kafka, Redis and Elasticsearch restart; then exact counts.
+
+    Runs against its own stack (YUQING_KAFKA_BOOTSTRAP / YUQING_ES_URL / YUQING_REDIS_URL and
+    YUQING_STACK_DIR of a second `ops/stack up`), loopback only; exit status 1 if a check fails.
+    """
+    import asyncio
+
+    from rich.console import Console
+
+    import bench.soak as mod
+
+    if minutes <= 0 or rate <= 0 or kill_every <= 0:
+        raise typer.BadParameter("--minutes, --rate and --kill-every must be > 0")
+    args = mod.SoakArgs(minutes=minutes, rate=rate, kill_every_s=kill_every, seed=seed,
+                        allow_default_stack=allow_default_stack, stack_dir=stack_dir,
+                        backend_restarts=backend_restarts, keep=keep, output=json_path)
+    console = Console(width=120)
+    try:
+        result = asyncio.run(mod.soak(args, log=lambda m: console.print(m, highlight=False)))
+    except mod.SoakRefused as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    console.print(mod.table(result))
+    path = mod.write(result, json_path)
+    console.print(f"wrote {path}; logs in {result.get('logs')}")
+    if not result.get("ok"):
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,10 +22,22 @@ from services.core.errors import BackendUnavailable
 from services.stream.topics import ensure_topics
 
 
-def run_worker(settings: Settings, role: str) -> None:
-    """Blocks until the worker is stopped; exits the process with Faust's exit code."""
+def _worker_class():
     import faust
 
+    from services.stream.log_noise import install
+
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            install()  # an outage: one aiokafka/faust line per template per 30 s, not 1,000
+
+    return Worker
+
+
+def run_worker(settings: Settings, role: str) -> None:
+    """Blocks until the worker is stopped; exits the process with Faust's exit code."""
+    _Worker = _worker_class()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -36,8 +48,8 @@ def run_worker(settings: Settings, role: str) -> None:
     app = create_app(settings, role)
     # one INFO line per Elasticsearch request drowns the worker's own log
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, loop=loop,
-                          redirect_stdouts=False)
+    worker = _Worker(app, loglevel=settings.log_level.lower(), quiet=True, loop=loop,
+                     redirect_stdouts=False)
     worker.execute_from_commandline()
 
 

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         logging.basicConfig(level=settings.log_level,
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        from services.stream.log_noise import install
+
+        install()  # a Kafka outage: one aiokafka line per template per 30 s, not hundreds
         # httpx logs every request URL at INFO; webhook URLs often embed tokens.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         asyncio.run(_deliver(settings, from_beginning, metrics_port))

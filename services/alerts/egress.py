@@ -114,7 +114,7 @@ class EgressPolicy:
         kind = internal_kind(ip)
         if kind is None or any(ip in net for net in self.allowed if net.version == ip.version):
             return
-        shown = url_host if url_host == str(ip) else f"{url_host} resolves to"
+        shown = f"{url_host} is" if url_host == str(ip) else f"{url_host} resolves to"
         raise WebhookTargetRefused(
             f"webhook host {shown} a {kind} address, which deliveries may not reach; use a "
             "public URL, or have the operator allow that network in YUQING_WEBHOOK_ALLOW_NETWORKS")

@@ -28,7 +28,10 @@ def alert_sources(alert: Alert) -> set[str]:
 
 
 def matches(sub: Subscription, alert: Alert) -> bool:
-    """True when the subscription's filters accept the alert (empty filter lists accept all)."""
+    """True when the subscription's filters accept the alert (empty filter lists accept all);
+    a ``resolved`` event only when the subscription asked for resolutions."""
+    if alert.state == "resolved" and not sub.notify_resolved:
+        return False
     f = sub.filters
     if SEVERITY_ORDER[alert.severity] < SEVERITY_ORDER[f.min_severity]:
         return False
@@ -91,7 +94,11 @@ def decide(sub: Subscription, alert: Alert, now: datetime, *, seen: bool,
     if silence is not None:
         return Decision("silenced",
                         reason=f"silence {silence.id} until {silence.until.isoformat()}")
-    if last_fingerprint_sent is not None and ts - last_fingerprint_sent < sub.repeat_interval_s:
+    # repeat_interval mutes the same news again (a new episode of the same entity and topic
+    # soon after the last notification); an escalation or the resolution of an episode the
+    # subscriber was told about is new information, never a repeat
+    if (alert.state == "firing" and last_fingerprint_sent is not None
+            and ts - last_fingerprint_sent < sub.repeat_interval_s):
         ago = ts - last_fingerprint_sent
         return Decision("repeat", reason=f"same entity and topic notified {ago:.0f}s ago "
                                          f"(repeat_interval {sub.repeat_interval_s:.0f}s)")

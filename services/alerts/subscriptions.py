@@ -8,6 +8,11 @@ database. Timing follows Alertmanager's vocabulary so operators do not learn a n
 * ``group_interval_s``: after a group was sent, new alerts for that entity wait at least this long;
 * ``repeat_interval_s``: an alert for the same entity *and* topic is not re-notified sooner.
 
+Every lifecycle event of an alert is its own message with its own ``alert_id``: the first
+crossing (``firing``) and each severity increase (``escalated``) are always delivered (an
+escalation is news, never a "repeat"); the end of the episode (``resolved``) only to
+subscriptions with ``notify_resolved``.
+
 Webhook secrets are stored (they are needed to sign) but never leave through the API: every
 response model masks them (:meth:`Subscription.public`).
 """
@@ -114,6 +119,10 @@ class Timing(_Strict):
         4 * 3600.0, ge=0, le=7 * 86400, description="Same entity+topic is not re-notified sooner.")
 
 
+NOTIFY_RESOLVED_DOC = ("Also deliver the episode's end (state resolved); first crossings and "
+                       "escalations are always delivered.")
+
+
 class SubscriptionIn(Timing):
     """Body of ``POST /v1/subscriptions``."""
 
@@ -122,6 +131,7 @@ class SubscriptionIn(Timing):
     channel: Channel
     silences: list[SilenceIn] = Field(default_factory=list, max_length=100)
     enabled: bool = True
+    notify_resolved: bool = Field(False, description=NOTIFY_RESOLVED_DOC)
 
 
 class SubscriptionPatch(_Strict):
@@ -132,6 +142,7 @@ class SubscriptionPatch(_Strict):
     channel: Channel | None = None
     silences: list[SilenceIn] | None = Field(None, max_length=100)
     enabled: bool | None = None
+    notify_resolved: bool | None = Field(None, description=NOTIFY_RESOLVED_DOC)
     group_wait_s: float | None = Field(None, ge=0, le=3600)
     group_interval_s: float | None = Field(None, ge=0, le=86400)
     repeat_interval_s: float | None = Field(None, ge=0, le=7 * 86400)
@@ -146,6 +157,7 @@ class SubscriptionOut(BaseModel):
     channel: ChannelOut
     silences: list[Silence]
     enabled: bool
+    notify_resolved: bool = False
     group_wait_s: float
     group_interval_s: float
     repeat_interval_s: float
@@ -163,6 +175,7 @@ class Subscription(BaseModel):
     channel: Channel
     silences: list[Silence] = Field(default_factory=list)
     enabled: bool = True
+    notify_resolved: bool = False
     group_wait_s: float = 30.0
     group_interval_s: float = 300.0
     repeat_interval_s: float = 4 * 3600.0
@@ -197,6 +210,7 @@ def new_subscription(body: SubscriptionIn, owner_key_id: str | None = None) -> S
     return Subscription(
         id=uuid.uuid4().hex[:16], name=body.name, filters=body.filters, channel=body.channel,
         silences=[Silence(**s.model_dump()) for s in body.silences], enabled=body.enabled,
+        notify_resolved=body.notify_resolved,
         group_wait_s=body.group_wait_s, group_interval_s=body.group_interval_s,
         repeat_interval_s=body.repeat_interval_s, created_at=now, updated_at=now,
         owner_key_id=owner_key_id)

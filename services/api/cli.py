@@ -74,11 +74,20 @@ def register(app: typer.Typer) -> None:
             TimeRemainingColumn,
         )
 
-        from services.api.producer_kit import MODELS, produce_file, validate_file
+        from services.api.producer_kit import (
+            MODELS,
+            is_replay_format,
+            produce_file,
+            validate_file,
+        )
 
         kind = topic.value
         assert kind in MODELS
         settings = get_settings()
+        if is_replay_format(file):
+            _fail(f"{file} is a replay file (kind/value envelopes, as `yuqing feed generate` "
+                  f"writes), not bare {MODELS[kind].__name__} lines; send it with "
+                  f"`yuqing replay {file}`")
         good, bad = validate_file(file, kind)
         for b in bad[:50]:
             typer.secho(f"{file}:{b.line}: {b.error}", fg=typer.colors.YELLOW, err=True)

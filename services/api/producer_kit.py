@@ -54,6 +54,18 @@ def check_line(raw: bytes, model: type[BaseModel]) -> tuple[BaseModel | None, st
         return None, _explain(exc)
 
 
+def is_replay_format(path: Path) -> bool:
+    """True when the file's first line is a replay envelope (``kind`` + ``value`` /
+    ``value_b64``, as ``yuqing feed generate`` writes), not a bare NewsIn/CommentIn."""
+    for _, raw in iter_lines(path):
+        try:
+            obj = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        return isinstance(obj, dict) and "kind" in obj and ("value" in obj or "value_b64" in obj)
+    return False
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """Non-blank lines with their 1-based numbers."""
     with path.open("rb") as fh:

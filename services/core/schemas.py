@@ -45,7 +45,10 @@ class NewsIn(_In):
     """A news item, as producers write it to ``yuqing.news.raw``."""
 
     url: str | None = Field(None, max_length=4096)
-    title: str = Field(min_length=1, max_length=2000)
+    title: str = Field(min_length=1, max_length=2000,
+                       description="Headline. Longer than 2,000 characters: rejected (DLQ, "
+                                   "reason schema); ingest keeps the first 1,000 characters "
+                                   "of the cleaned title (the body is kept whole).")
     body: str = Field("", max_length=1_000_000)
     tickers: list[Ticker] = Field(default_factory=list, max_length=64, description="Tickers the producer already knows.")
     category: str | None = Field(None, max_length=64, description="Producer's topic; wins over the taxonomy tagger.")

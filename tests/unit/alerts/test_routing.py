@@ -122,6 +122,27 @@ def test_repeat_interval_suppresses_same_entity_and_topic():
     assert d.outcome == "opened"
 
 
+def test_escalation_and_resolution_are_never_a_repeat():
+    """Each lifecycle event has its own alert_id; an escalation (and a resolution the
+    subscriber asked for) right after the first notification is news, not a repeat."""
+    recent = NOW.timestamp() - 60
+    esc = alert(alert_id="a2").model_copy(update={"state": "escalated", "severity": "critical"})
+    assert _decide(sub(), esc, last_fingerprint_sent=recent).outcome == "opened"
+    res = alert(alert_id="a3").model_copy(update={"state": "resolved"})
+    assert _decide(sub(notify_resolved=True), res,
+                   last_fingerprint_sent=recent).outcome == "opened"
+    # a new episode (firing again) of the same entity+topic within repeat_interval is muted
+    assert _decide(sub(), alert(alert_id="a4"), last_fingerprint_sent=recent).outcome == "repeat"
+
+
+def test_resolutions_only_when_asked():
+    res = alert().model_copy(update={"state": "resolved"})
+    assert not matches(sub(), res)
+    assert matches(sub(notify_resolved=True), res)
+    assert _decide(sub(), res).outcome == "filtered"
+    assert matches(sub(), alert().model_copy(update={"state": "escalated"}))
+
+
 def test_silenced_duplicate_disabled():
     muted = sub(silences=[Silence(entity="ACME", until=NOW + timedelta(minutes=5))])
     assert _decide(muted, alert()).outcome == "silenced"

@@ -37,3 +37,23 @@ def test_comments_schema(tmp_path):
                                   "text": "no author"}) + "\n", encoding="utf-8")
     good, bad = validate_file(path, "comments")
     assert good == 1 and [b.line for b in bad] == [2] and "author" in bad[0].error
+
+
+def test_replay_format_is_recognised_and_produce_points_to_replay(tmp_path):
+    """`yuqing feed generate` output is replay format: `produce` says so in one line instead
+    of "0 valid, N bad"."""
+    from typer.testing import CliRunner
+
+    from services.api.producer_kit import is_replay_format
+    from services.cli import app
+    from services.feed.synthetic import FeedSpec, generate, write_jsonl
+
+    feed = tmp_path / "feed.jsonl"
+    write_jsonl(generate(FeedSpec(items=30, spike=None)), feed)
+    bare = tmp_path / "news.jsonl"
+    bare.write_text(json.dumps(GOOD_NEWS) + "\n", encoding="utf-8")
+    assert is_replay_format(feed) and not is_replay_format(bare)
+    r = CliRunner().invoke(app, ["produce", "--topic", "news", str(feed), "--dry-run"])
+    assert r.exit_code != 0
+    out = r.output.strip().splitlines()
+    assert len(out) == 1 and "yuqing replay" in out[0] and "bad" not in out[0], r.output
