@@ -321,6 +321,12 @@ class AlertDetector:
         for s, raw in zip(series, raws, strict=True):
             st = model.SeriesState.from_dict(json.loads(raw)) if raw else None
             alerts += await self._close_series(s, closed_upto, st)
+        if alerts:  # evidence: which other companies are in an episode right now
+            open_now = sorted({x.entity for x, xs in self._pending.items()
+                               if x.topic == "*" and xs.life.episode is not None})
+            alerts = [a.model_copy(update={"co_moving": [e for e in open_now
+                                                          if e != a.entity][:10]})
+                      for a in alerts]
         return alerts
 
     async def _close_series(self, s: Series, closed_upto: int,
@@ -370,11 +376,12 @@ class AlertDetector:
                                                    self._window_start(w),
                                                    ws_.note_detail or {}))
             if ev is not None and (emit_from is None or w >= emit_from):
-                alerts.append(await self._alert(s, ev, st))
+                alerts.append(await self._alert(s, ev, st, ver))
         self._pending[s] = st
         return alerts
 
-    async def _alert(self, s: Series, ev: model.Event, st: model.SeriesState) -> Alert:
+    async def _alert(self, s: Series, ev: model.Event, st: model.SeriesState,
+                     version: str | None = None) -> Alert:
         start = self._window_start(ev.window)
         episode = self._window_start(ev.episode_start)
         raw = await self.redis.zrevrange(self._key(s, "ev", ev.window), 0, self.top_n - 1)
@@ -396,4 +403,7 @@ class AlertDetector:
                      peak_score=round(ev.peak_score, 3),
                      duration_s=float((ev.last_window + 1 - ev.episode_start)
                                       * self.cfg.window_s),
-                     episode_negatives=ev.episode_negatives)
+                     episode_negatives=ev.episode_negatives,
+                     sources=sorted({e.doc_id.split(":")[1] for e in evidence
+                                     if e.doc_id.count(":") >= 2}),
+                     model_version=version)

@@ -153,6 +153,9 @@ class Alert(BaseModel):
     duration_s: float | None = Field(None, description="Episode start to the end of its last "
                                                        "window above the resolve score.")
     episode_negatives: int | None = Field(None, description="Negatives in the episode so far.")
+    sources: list[str] = Field(default_factory=list, description="Sources of the evidence headlines.")
+    co_moving: list[str] = Field(default_factory=list, description="Other entities with an episode open when this event was judged (informational: not part of the deterministic figures).")
+    model_version: str | None = Field(None, description="Model version most of the window's documents were scored by.")
 
 
 class DeadLetter(BaseModel):

