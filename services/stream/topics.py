@@ -105,4 +105,10 @@ async def deliver(producer, records: Sequence[Record]) -> None:
         return
     with kafka_errors("send failed"):
         futures = [await producer.send(t, k, v, None, None, None) for t, k, v in records]
-        await asyncio.gather(*futures)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+    # a send the broker refuses for good (a record too large) becomes BackendRejected naming
+    # the record, and the worker stops on it (services.stream.effects) rather than retry
+    for (topic, key, value), res in zip(records, results, strict=True):
+        if isinstance(res, BaseException):
+            with kafka_errors(f"send of {len(value)} bytes to {topic} (key {(key or b'')[:80]!r})"):
+                raise res
