@@ -41,9 +41,11 @@ model: venv  ## train, evaluate, register and promote the first production model
 demo: venv stack model  ## the demo on this machine from nothing: stack, workers, synthetic feed, live trends and alerts
 	$(VENV)/bin/yuqing demo
 
-bench: venv stack  ## benchmarks: inference (side by side with HF pipeline) and the pipeline; tables + bench/results/*.json
+bench: venv stack  ## benchmarks: inference (beside the HF pipeline), the pipeline, alerts on real series; tables + bench/results/*.json
 	$(VENV)/bin/yuqing bench inference
 	$(VENV)/bin/yuqing bench pipeline
+	@if [ -d "$(DATA_DIR)/nab-realtweets-dev" ]; then $(VENV)/bin/yuqing bench alerts --series $(DATA_DIR)/nab-realtweets-dev; \
+	else echo "bench alerts skipped: $(DATA_DIR)/nab-realtweets-dev not found (DATA_DIR=...)"; fi
 
 lint:  ## ruff
 	$(VENV)/bin/ruff check services models tests bench
