@@ -15,8 +15,11 @@ from services.ingest.pipeline import Ingestor
 
 def test_refuses_default_ports_and_non_loopback(monkeypatch):
     monkeypatch.delenv("YUQING_STACK_DIR", raising=False)
+    # the defaults spelled out: this shell's YUQING_* (CI may use other ports) must not count
+    default = Settings(kafka_bootstrap="127.0.0.1:9092", es_url="http://127.0.0.1:9200",
+                       redis_url="redis://127.0.0.1:6379/0")
     with pytest.raises(SoakRefused, match="default port"):
-        stack_for(Settings(), SoakArgs(stack_dir="/tmp/x"))
+        stack_for(default, SoakArgs(stack_dir="/tmp/x"))
     own = Settings(kafka_bootstrap="127.0.0.1:29092", es_url="http://127.0.0.1:29200",
                    redis_url="redis://127.0.0.1:26379/0")
     st = stack_for(own, SoakArgs(stack_dir="/tmp/x"))
@@ -26,7 +29,7 @@ def test_refuses_default_ports_and_non_loopback(monkeypatch):
     with pytest.raises(SoakRefused, match="loopback"):
         stack_for(own.model_copy(update={"es_url": "http://10.1.2.3:29200"}),
                   SoakArgs(stack_dir="/tmp/x"))
-    assert stack_for(Settings(), SoakArgs(stack_dir="/tmp/x", allow_default_stack=True))
+    assert stack_for(default, SoakArgs(stack_dir="/tmp/x", allow_default_stack=True))
 
 
 def test_each_malformed_case_gets_the_reason_the_harness_expects():
