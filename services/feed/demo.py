@@ -171,14 +171,18 @@ class View:
                           f"[{style}]{neg1}[/]" if style else neg1,
                           str(d1.count), f"{d1.negative_share:.0%}" if d1.count else "-")
         alerts = Table(title="Alerts (yuqing.alerts)", expand=True)
-        for col in ("window (UTC)", "series", "severity", "negatives", "z", "top headline"):
+        for col in ("window (UTC)", "series", "event", "severity", "negatives", "score",
+                    "top headline"):
             alerts.add_column(col)
         for a in self.alerts[-6:]:
             head = a.evidence[0].title[:60] if a.evidence else ""
             sev = {"critical": "bold red", "warning": "yellow"}.get(a.severity, "cyan")
+            figures = (f"{a.negative_count}/{a.total_count}" if a.state != "resolved"
+                       else f"{a.episode_negatives or 0} in {(a.duration_s or 0) / 60:.0f} min")
             alerts.add_row(f"{a.window_start:%H:%M}-{a.window_end:%H:%M}",
-                           f"{a.entity}/{a.topic}", f"[{sev}]{a.severity}[/]",
-                           f"{a.negative_count}/{a.total_count}", f"{a.score:.1f}", head)
+                           f"{a.entity}/{a.topic}", a.state, f"[{sev}]{a.severity}[/]",
+                           figures, f"{a.peak_score if a.state == 'resolved' else a.score:.0f}",
+                           head)
         if not self.alerts:
             alerts.add_row("-", "none yet", "", "", "", "")
         return Group(Panel(self.progress, title=f"yuqing demo · run {self.run}"), table, alerts)
