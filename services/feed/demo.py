@@ -181,7 +181,7 @@ class View:
                        else f"{a.episode_negatives or 0} in {(a.duration_s or 0) / 60:.0f} min")
             alerts.add_row(f"{a.window_start:%H:%M}-{a.window_end:%H:%M}",
                            f"{a.entity}/{a.topic}", a.state, f"[{sev}]{a.severity}[/]",
-                           figures, f"{a.peak_score if a.state == 'resolved' else a.score:.0f}",
+                           figures, f"{(a.peak_score or a.score) if a.state == 'resolved' else a.score:.0f}",
                            head)
         if not self.alerts:
             alerts.add_row("-", "none yet", "", "", "", "")
