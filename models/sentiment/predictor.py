@@ -91,7 +91,7 @@ class SentimentModel:
         (same predictions as fp32, ~1.6x faster), else fp32. int8 is opt-in because it
         changes ~5% of labels (see ``models.sentiment.cpu_backends.pick_cpu_backend``).
         """
-        from models.sentiment import cpu_backends
+        import models.sentiment.cpu_backends as cpu_backends
 
         with self._lock:
             if self.device.type != "cpu" or backend in ("fp32", "torch"):
