@@ -35,7 +35,7 @@ from typing import Any
 
 from services.alerts import lifecycle, model, replay
 from services.alerts.config import bands_for
-from services.alerts.detector import window_version
+from services.alerts.detector import Series, window_version
 
 COMPOSITE_PAGE = 1000
 
@@ -139,14 +139,6 @@ def config_with(base: model.DetectorConfig, overrides: Iterable[str]) -> model.D
 
 
 # ------------------------------------------------------------------------------ series
-@dataclass(frozen=True)
-class SeriesKey:
-    entity: str
-    topic: str
-
-    @property
-    def name(self) -> str:
-        return self.entity if self.topic == "*" else f"*/{self.topic}"
 
 
 @dataclass
@@ -156,7 +148,7 @@ class SeriesData:
     versions: dict[int, str] = field(default_factory=dict)  # window -> model version
 
 
-def add_bucket(data: dict[SeriesKey, SeriesData], key: SeriesKey, window: int, total: int,
+def add_bucket(data: dict[Series, SeriesData], key: Series, window: int, total: int,
                negatives: int, versions: Mapping[str, int]) -> None:
     sd = data.setdefault(key, SeriesData())
     sd.totals[window] = sd.totals.get(window, 0) + int(total)
@@ -186,7 +178,7 @@ def composite_body(dim: str, start: datetime, end: datetime, window_s: int,
                 "mv": {"terms": {"field": "sentiment.model_version", "size": 1}}}}}}
 
 
-def read_page(data: dict[SeriesKey, SeriesData], dim: str, resp: Mapping, window_s: int,
+def read_page(data: dict[Series, SeriesData], dim: str, resp: Mapping, window_s: int,
               wanted: set[str]) -> dict | None:
     """Add one composite page's buckets; returns the ``after_key`` (``None``: last page)."""
     agg = resp.get("aggregations", {}).get("series", {})
@@ -195,7 +187,7 @@ def read_page(data: dict[SeriesKey, SeriesData], dim: str, resp: Mapping, window
         value = b["key"]["s"]
         if wanted and value not in wanted:
             continue  # a document of a wanted entity also names others
-        key = SeriesKey(value, "*") if dim == "entities" else SeriesKey("*", value)
+        key = Series(value, "*") if dim == "entities" else Series("*", value)
         window = int(b["key"]["w"]) // 1000 // window_s
         mv = {x["key"]: x["doc_count"] for x in b.get("mv", {}).get("buckets", [])}
         add_bucket(data, key, window, b["doc_count"], b["neg"]["doc_count"], mv)
@@ -204,9 +196,9 @@ def read_page(data: dict[SeriesKey, SeriesData], dim: str, resp: Mapping, window
 
 async def fetch_series(es: Any, alias: str, start: datetime, end: datetime, window_s: int,
                        entities: Sequence[str] = (), topics: Sequence[str] = ()
-                       ) -> dict[SeriesKey, SeriesData]:
+                       ) -> dict[Series, SeriesData]:
     """Per-series window counts from the ``alias`` (read-only aggregations)."""
-    data: dict[SeriesKey, SeriesData] = {}
+    data: dict[Series, SeriesData] = {}
     dims = []
     if entities or not topics:
         dims.append(("entities", list(entities)))
@@ -224,7 +216,7 @@ async def fetch_series(es: Any, alias: str, start: datetime, end: datetime, wind
     return data
 
 
-def check_known(data: Mapping[SeriesKey, SeriesData], entities: Sequence[str],
+def check_known(data: Mapping[Series, SeriesData], entities: Sequence[str],
                 topics: Sequence[str], where: str) -> None:
     have_e = {k.entity for k in data if k.topic == "*"}
     have_t = {k.topic for k in data if k.entity == "*"}
@@ -241,7 +233,7 @@ def check_known(data: Mapping[SeriesKey, SeriesData], entities: Sequence[str],
 # ------------------------------------------------------------------------------ run
 @dataclass
 class SeriesResult:
-    key: SeriesKey
+    key: Series
     data: SeriesData
     result: replay.ReplayResult
     first: int  # first window reported (the range start, after any lead)
@@ -258,10 +250,10 @@ class Backtest:
     def days(self) -> float:
         return (self.end - self.start).total_seconds() / 86400
 
-    def events(self) -> list[tuple[SeriesKey, model.Event]]:
+    def events(self) -> list[tuple[Series, model.Event]]:
         return [(s.key, e) for s in self.series for e in s.result.events if e.window >= s.first]
 
-    def firings(self) -> list[tuple[SeriesKey, model.Event]]:
+    def firings(self) -> list[tuple[Series, model.Event]]:
         return [(k, e) for k, e in self.events() if e.kind == "firing"]
 
     @property
@@ -270,7 +262,7 @@ class Backtest:
         return len(self.firings()) / n if n else 0.0
 
 
-def run(data: Mapping[SeriesKey, SeriesData], cfg: model.DetectorConfig, start: datetime,
+def run(data: Mapping[Series, SeriesData], cfg: model.DetectorConfig, start: datetime,
         end: datetime) -> Backtest:
     """Replay every series over its windows up to the last whole window before ``end``;
     events before ``start`` (a lead to learn from) are not reported."""

@@ -94,6 +94,11 @@ class Series:
     def tag(self) -> str:
         return f"{self.entity}|{self.topic}"
 
+    @property
+    def name(self) -> str:
+        """How reports print it: ``TSLA`` or ``*/legal``."""
+        return self.entity if self.topic == "*" else f"*/{self.topic}"
+
 
 def series_of(doc: ScoredDoc) -> list[Series]:
     out = [Series(e, "*") for e in dict.fromkeys(doc.entities)]

@@ -60,10 +60,10 @@ def test_composite_pages_become_series() -> None:
     assert after == {"s": "MSFT"}
     bt.read_page(data, "topics", _page([("legal", 11, 3, 3, {"v2": 3})], None), 300, set())
     assert bt.read_page(data, "topics", _page([], None), 300, set()) is None
-    a = data[bt.SeriesKey("AAPL", "*")]
+    a = data[bt.Series("AAPL", "*")]
     assert (a.counts, a.totals, a.versions) == ({10: 2}, {10: 5}, {10: "v1"})
-    assert bt.SeriesKey("MSFT", "*") not in data  # not asked for
-    assert bt.SeriesKey("*", "legal").name == "*/legal"
+    assert bt.Series("MSFT", "*") not in data  # not asked for
+    assert bt.Series("*", "legal").name == "*/legal"
     body = bt.composite_body("entities", NOW, NOW + timedelta(days=1), 300, ["AAPL"],
                              {"s": "A", "w": 0})
     comp = body["aggs"]["series"]["composite"]
@@ -86,7 +86,7 @@ def test_run_equals_replay_and_labels_score() -> None:
     sd = _series(700)
     start = datetime.fromtimestamp(0, tz=UTC)
     end = datetime.fromtimestamp(3 * 86400, tz=UTC)
-    res = bt.run({bt.SeriesKey("X", "*"): sd}, cfg, start, end)
+    res = bt.run({bt.Series("X", "*"): sd}, cfg, start, end)
     want = replay(sd.counts, sd.totals, cfg, upto=3 * 288 - 1)
     assert [(e.kind, e.window, e.score) for e in res.series[0].result.events] == \
         [(e.kind, e.window, e.score) for e in want.events]
@@ -127,7 +127,7 @@ def test_plot_without_matplotlib_is_one_line(tmp_path, monkeypatch) -> None:
         return real(name, *a, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_mpl)
-    res = bt.run({bt.SeriesKey("X", "*"): _series(700)}, DetectorConfig(),
+    res = bt.run({bt.Series("X", "*"): _series(700)}, DetectorConfig(),
                  datetime.fromtimestamp(0, tz=UTC), datetime.fromtimestamp(86400, tz=UTC))
     with pytest.raises(bt.BadInput, match=r"pip install 'yuqing\[plot\]'"):
         bt.plot(res, tmp_path)
@@ -135,7 +135,7 @@ def test_plot_without_matplotlib_is_one_line(tmp_path, monkeypatch) -> None:
 
 def test_plot_writes_one_png_per_series(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    res = bt.run({bt.SeriesKey("X", "*"): _series(700), bt.SeriesKey("*", "legal"): _series(300)},
+    res = bt.run({bt.Series("X", "*"): _series(700), bt.Series("*", "legal"): _series(300)},
                  DetectorConfig(), datetime.fromtimestamp(0, tz=UTC),
                  datetime.fromtimestamp(3 * 86400, tz=UTC))
     paths = bt.plot(res, tmp_path / "png")
