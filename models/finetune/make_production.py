@@ -2,17 +2,20 @@
 
     python -m models.finetune.make_production --data-dir ../shared/data --registry var/models
 
-Trains the chosen recipe (full fine-tuning of all-MiniLM-L6-v2, max_length 64,
-4 epochs max with early stopping on a stratified 10% dev split carved from the
-training data), evaluates on the held-out sets, registers the checkpoint with its
-metrics and model card, and promotes it through the registry gate.
+Trains the chosen recipe (full fine-tuning of all-MiniLM-L6-v2, max_length 64, early
+stopping), evaluates on the held-out sets, registers the checkpoint with its metrics and
+model card, and promotes it through the registry gate.
 
-Data: ``<data-dir>/twitter-financial-news-sentiment/train.csv`` (labels 0=bearish,
-1=bullish, 2=neutral, mapped by name) plus, when present, the project-owned news
-sentences ``models/finetune/data/yuqing_news.jsonl``. Held-out evaluation:
-``valid.csv`` (the frozen eval set the gate compares on) and
-``models/finetune/data/yuqing_news_heldout.jsonl`` when present. Any text that
-appears in an evaluation set is removed from training.
+Data (:mod:`models.finetune.sources`, each source with its role): the tweets
+(``twitter-financial-news-sentiment/train.csv``, labels mapped by name), the real
+``en-financial-sentiment/train/`` sets where present (SEntFiN polar rows only, FinEntity,
+the two labelled tweet sets at half weight) and the project-written news sentences
+(``--include-news``). With ``--teacher DIR`` (the output of ``python -m
+models.finetune.teacher``) the student also learns the teacher's probabilities
+(distillation). Checkpoint selection and the gate use real sets only: ``valid.csv`` (the
+frozen primary set), SemEval-2017 headlines and FiQA (never trained on); the written
+held-out is reported as a smoke check. Any text in an evaluation set is removed from
+training.
 """
 
 from __future__ import annotations
@@ -23,26 +26,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import typer
 
 from models.finetune.datasets import (
-    TWEETS_LABEL_MAP,
     DataError,
     Example,
     balance_report,
     dedupe,
-    read_examples,
     stratified_split,
 )
 from models.finetune.evaluate import evaluate_model, write_metrics
+from models.finetune.sources import DEFAULT_SOURCES, load_evals, load_training
 from models.finetune.train import TrainConfig, train
 from models.gate import Gate
 from models.registry import Registry
 from models.sentiment.config import BASE_PACKAGE
+from models.text import LABELS, normalize_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWEETS = "twitter-financial-news-sentiment"
 PRIMARY_EVAL = f"{TWEETS}/valid.csv"
+EVAL_KEYS = {"valid": PRIMARY_EVAL, "semeval_headlines": "semeval2017_headlines.csv",
+             "semeval_microblogs": "semeval2017_microblogs.csv", "fiqa": "fiqa2018_task1.csv",
+             "news_written_heldout": "yuqing_news_heldout.jsonl"}
+SELECT_ON = ("valid", "semeval_headlines", "fiqa")  # real sets the checkpoint is chosen on
 NEWS_TRAIN = REPO_ROOT / "models/finetune/data/yuqing_news.jsonl"
 NEWS_HELDOUT = REPO_ROOT / "models/finetune/data/yuqing_news_heldout.jsonl"
 
@@ -68,52 +76,71 @@ class Recipe:
     base: str = BASE_PACKAGE  # the encoder to fine-tune: the packaged MiniLM or any HF folder
     max_steps: int | None = None  # cap on optimiser steps (smoke runs, tests)
     extra: list[Example] = field(default_factory=list)  # e.g. feedback labels (retrain)
+    # the real sources (models.finetune.sources); "news_written" follows include_news
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    source_weights: dict[str, float] = field(
+        default_factory=lambda: {"wilksch": 0.5, "taborda": 0.5})
+    teacher: str | None = None  # folder holding soft_targets.npz (models.finetune.teacher)
+    distill_alpha: float = 0.5
+    select_on_real: bool = True  # choose the checkpoint on SELECT_ON, not the dev split
 
 
 def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], dict, dict]:
     """(training pool, {eval name: examples}, provenance)."""
-    data_dir = Path(data_dir)
-    tweets_dir = data_dir / TWEETS
-    if not (tweets_dir / "train.csv").is_file():
-        raise DataError(
-            f"{tweets_dir / 'train.csv'} not found: pass --data-dir pointing at the "
-            "shared data folder (the one holding twitter-financial-news-sentiment/; "
-            "with make: `make demo DATA_DIR=/path/to/data`)"
-        )
-    pool = read_examples(tweets_dir / "train.csv", label_map=TWEETS_LABEL_MAP)
-    evals = {PRIMARY_EVAL: read_examples(tweets_dir / "valid.csv", label_map=TWEETS_LABEL_MAP)}
-    prov = {"tweets": f"{TWEETS}/train.csv ({len(pool)} rows)"}
+    names = [n for n in recipe.sources if n != "news_written"]
+    if "tweets" not in names:
+        names.insert(0, "tweets")
+    if recipe.include_news == "yes" or (recipe.include_news == "auto" and NEWS_TRAIN.is_file()):
+        if not NEWS_TRAIN.is_file():
+            raise DataError(f"{NEWS_TRAIN} not found (--include-news yes)")
+        names.append("news_written")
+    by_source = load_training(data_dir, names)
+    prov = {n: f"{len(rows)} rows" + (f", weight {recipe.source_weights[n]}"
+                                      if n in recipe.source_weights else "")
+            for n, rows in by_source.items()}
     if recipe.max_tweet_tokens:
         from models.sentiment.network import tokenizer_file
         from models.sentiment.tokenize import TextEncoder
 
         # Count up to 4x the cap so "longer than the cap" is exact (lengths are post-truncation).
         counter = TextEncoder(tokenizer_file(recipe.base), 4 * recipe.max_tweet_tokens)
-        lengths = counter.lengths([ex.text for ex in pool])
-        kept = [ex for ex, n in zip(pool, lengths, strict=True) if n <= recipe.max_tweet_tokens]
-        prov["tweets"] += (
-            f", {len(pool) - len(kept)} rows > {recipe.max_tweet_tokens} tokens dropped"
-        )
-        pool = kept
-    use_news = recipe.include_news == "yes" or (
-        recipe.include_news == "auto" and NEWS_TRAIN.is_file()
-    )
-    if use_news:
-        if not NEWS_TRAIN.is_file():
-            raise DataError(f"{NEWS_TRAIN} not found (--include-news yes)")
-        news = read_examples(NEWS_TRAIN)
-        pool += news
-        prov["news"] = (
-            f"models/finetune/data/yuqing_news.jsonl ({len(news)} rows"
-            + (f", x{recipe.news_repeat}" if recipe.news_repeat > 1 else "")
-            + ")"
-        )
-    if NEWS_HELDOUT.is_file():
-        evals["yuqing_news_heldout.jsonl"] = read_examples(NEWS_HELDOUT)
+        tweets = by_source["tweets"]
+        lengths = counter.lengths([ex.text for ex in tweets])
+        by_source["tweets"] = [ex for ex, n in zip(tweets, lengths, strict=True)
+                               if n <= recipe.max_tweet_tokens]
+        prov["tweets"] += (f", {len(tweets) - len(by_source['tweets'])} rows > "
+                           f"{recipe.max_tweet_tokens} tokens dropped")
+    pool = [ex for rows in by_source.values() for ex in rows]
+    evals = {EVAL_KEYS[n]: exs for n, exs in load_evals(data_dir).items()}
     if recipe.extra:
         pool += recipe.extra
         prov["extra"] = f"{len(recipe.extra)} feedback rows"
     return pool, evals, prov
+
+
+def soft_targets_for(teacher: str | Path, rows: list[Example], smoothing: float = 0.05
+                     ) -> tuple[np.ndarray, int]:
+    """Teacher probabilities for ``rows`` (by normalised text); rows the teacher never saw
+    (feedback labels) get their own label, smoothed. Returns (probs, rows missing)."""
+    path = Path(teacher) / "soft_targets.npz"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `python -m models.finetune.teacher --out "
+                        f"{teacher}` first (or drop --teacher)")
+    d = np.load(path, allow_pickle=False)
+    if tuple(d["labels"]) != LABELS:
+        raise DataError(f"{path}: label order {tuple(d['labels'])} is not {LABELS}")
+    index = {t: i for i, t in enumerate(d["texts"].tolist())}
+    probs = np.zeros((len(rows), len(LABELS)), np.float32)
+    missing = 0
+    for i, ex in enumerate(rows):
+        j = index.get(normalize_text(ex.text))
+        if j is None:
+            missing += 1
+            probs[i] = smoothing / len(LABELS)
+            probs[i, LABELS.index(ex.label)] += 1 - smoothing
+        else:
+            probs[i] = d["probs"][j]
+    return probs, missing
 
 
 def run(
@@ -131,12 +158,19 @@ def run(
     print(f"training pool: {rep}")
     train_set, dev_set = stratified_split(pool, recipe.dev_fraction, recipe.seed)
     if recipe.news_repeat > 1:  # upweight in-domain news rows in train only (dev stays clean)
-        news = [ex for ex in train_set if ex.source == NEWS_TRAIN.name]
+        news = [ex for ex in train_set if ex.source == "news_written"]
         train_set = train_set + news * (recipe.news_repeat - 1)
-    sources = "mixed" if "news" in prov else "tweets"
+    sources = ("distilled" if recipe.teacher else "real") if len(prov) > 1 else "tweets"
     version = version or (
         f"minilm-{recipe.method}-{sources}-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     )
+    soft = None
+    if recipe.teacher:
+        soft, missing = soft_targets_for(recipe.teacher, train_set)
+        prov["teacher"] = f"{recipe.teacher} (alpha {recipe.distill_alpha}; {missing} rows " \
+                          "without teacher targets use their label)"
+    select = {k: evals[k] for k in (EVAL_KEYS[n] for n in SELECT_ON) if k in evals} \
+        if recipe.select_on_real else None
     work = Path(registry_root) / ".work" / version
     tcfg = TrainConfig(
         base=recipe.base,
@@ -150,6 +184,8 @@ def run(
         threads=recipe.threads,
         device=recipe.device,
         freeze_embeddings=recipe.freeze_embeddings,
+        distill_alpha=recipe.distill_alpha if recipe.teacher else 0.0,
+        source_weights=dict(recipe.source_weights),
         version=version,
         data={
             **prov,
@@ -157,9 +193,10 @@ def run(
             "dev_fraction": recipe.dev_fraction,
             "train_balance": balance_report("train", train_set),
             "eval_sets": ", ".join(evals),
+            "selected_on": ", ".join(select) if select else "dev split",
         },
     )
-    result = train(tcfg, train_set, dev_set, work)
+    result = train(tcfg, train_set, dev_set, work, soft=soft, select_sets=select)
 
     from models.sentiment.predictor import SentimentModel
 
@@ -213,6 +250,13 @@ def main() -> None:
         freeze_embeddings: Annotated[
             bool, typer.Option(help="full: keep the word-embedding matrix frozen")
         ] = True,
+        teacher: Annotated[
+            Path | None, typer.Option(help="teacher folder with soft_targets.npz (distil)")
+        ] = None,
+        distill_alpha: Annotated[float, typer.Option(help="weight of the teacher targets")] = 0.5,
+        sources: Annotated[
+            str, typer.Option(help="comma-separated training sources (models.finetune.sources)")
+        ] = ",".join(DEFAULT_SOURCES),
         seed: Annotated[int, typer.Option()] = 42,
         threads: Annotated[
             int | None, typer.Option(help="torch CPU threads (default: half the logical CPUs)")
@@ -252,6 +296,9 @@ def main() -> None:
                     freeze_embeddings=freeze_embeddings,
                     seed=seed,
                     threads=threads,
+                    teacher=str(teacher) if teacher else None,
+                    distill_alpha=distill_alpha,
+                    sources=tuple(x.strip() for x in sources.split(",") if x.strip()),
                 ),
                 version=version,
                 promote=promote,

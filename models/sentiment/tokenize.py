@@ -53,7 +53,9 @@ class TextEncoder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_length)
-        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        # BERT vocabularies pad with [PAD]; MPNet/RoBERTa ones with <pad> (id 1, not 0).
+        pads = (self.tokenizer.token_to_id(t) for t in ("<pad>", "[PAD]"))
+        self.pad_id = next((i for i in pads if i is not None), 0)
         self._char_cap = max_length * CHARS_PER_TOKEN_CAP
 
     def _prepare(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
