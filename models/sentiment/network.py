@@ -67,13 +67,29 @@ class SentimentClassifier(nn.Module):
         self.head = nn.Linear(cfg.hidden_size, len(cfg.labels))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_hidden(input_ids, attention_mask)[0]
+
+    def forward_with_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, last hidden states): the entity head reads the same states."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.cfg.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+        return self.head(self.dropout(pooled)), hidden
+
+
+class WithHidden(nn.Module):
+    """Export wrapper: one graph, two outputs (logits, hidden states)."""
+
+    def __init__(self, net: SentimentClassifier):
+        super().__init__()
+        self.net = net
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        return self.net.forward_with_hidden(input_ids, attention_mask)
 
 
 def _load_encoder(path: str) -> nn.Module:

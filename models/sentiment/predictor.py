@@ -58,6 +58,8 @@ class SentimentModel:
         self.text_encoder = TextEncoder(tokenizer_path, config.max_length)
         self.backend = "fp32"
         self._runner = self._torch_runner
+        self._hidden_runner = self._torch_hidden
+        self.entity_head: tuple[np.ndarray, np.ndarray] | None = None  # (weight, bias)
         self._lock = threading.Lock()  # guards backend swaps only
         if backend != "fp32":
             self.set_backend(backend)
@@ -69,10 +71,19 @@ class SentimentModel:
     ) -> SentimentModel:
         """Load a checkpoint folder. ``backend``: auto|fp32|int8|onnx (CPU only; CUDA
         always runs the torch model in bf16 autocast)."""
+        from models.sentiment.entities import EntityHead
+
         network, cfg = load_classifier(path, device=device)
         model = cls(network, cfg, Path(path) / "tokenizer.json")
+        model.set_entity_head(EntityHead.load(path))
         model.set_backend(backend)
         return model
+
+    def set_entity_head(self, head) -> None:
+        """Attach an :class:`~models.sentiment.entities.EntityHead` (or None)."""
+        self.entity_head = None if head is None else (
+            head.head.weight.detach().float().cpu().numpy(),
+            head.head.bias.detach().float().cpu().numpy())
 
     @classmethod
     def untrained_for_tests(cls, device: str = "cpu", seed: int = 0) -> SentimentModel:
@@ -96,14 +107,17 @@ class SentimentModel:
         with self._lock:
             if self.device.type != "cpu" or backend in ("fp32", "torch"):
                 self.backend, self._runner = "fp32", self._torch_runner
+                self._hidden_runner = self._torch_hidden
                 return self.backend
             if backend == "auto":
                 backend = cpu_backends.pick_cpu_backend()
             runner = cpu_backends.build_cpu_backend(self.network, backend, self.max_length)
             if runner is None:  # unavailable (e.g. onnxruntime missing): stay on fp32
                 self.backend, self._runner = "fp32", self._torch_runner
+                self._hidden_runner = self._torch_hidden
             else:
                 self.backend, self._runner = backend, runner
+                self._hidden_runner = runner.hidden
             return self.backend
 
     def _torch_runner(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -118,6 +132,15 @@ class SentimentModel:
             else:
                 logits = self.network(t_ids.to(dev), t_mask.to(dev))
             return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def _torch_hidden(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dev = self.device
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16,
+                                                    enabled=dev.type == "cuda"):
+            logits, hidden = self.network.forward_with_hidden(
+                torch.from_numpy(ids).to(dev), torch.from_numpy(mask).to(dev))
+            return (torch.softmax(logits.float(), dim=-1).cpu().numpy(),
+                    hidden.float().cpu().numpy())
 
     # ---- the API ------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> Encoded:
@@ -134,6 +157,77 @@ class SentimentModel:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.ascontiguousarray(self._runner(enc.input_ids, enc.attention_mask),
                                     dtype=np.float32)
+
+    def forward_hidden(self, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities [n, labels], last hidden states [n, L, H]) from one forward pass."""
+        if len(enc) == 0:
+            h = self.config.hidden_size
+            return (np.zeros((0, len(self.labels)), np.float32),
+                    np.zeros((0, 0, h), np.float32))
+        probs, hidden = self._hidden_runner(enc.input_ids, enc.attention_mask)
+        return (np.ascontiguousarray(probs, dtype=np.float32),
+                np.ascontiguousarray(hidden, dtype=np.float32))
+
+    # ---- entity level -------------------------------------------------------------------
+    def entity_token_sets(self, text: str, char_spans: Sequence[Sequence[tuple[int, int]]]
+                          ) -> list[np.ndarray]:
+        """Token positions of each entity's mentions (``char_spans``: per entity, its
+        [start, end) spans in ``text``) after normalisation and truncation."""
+        from models.sentiment.entities import map_spans, token_sets
+
+        mapped = []
+        for spans in char_spans:
+            _, m = map_spans(text, spans)
+            mapped.append(m)
+        offsets, special = self.text_encoder.offsets(text)
+        return token_sets(offsets, special, mapped)
+
+    def entity_probs(self, hidden_row: np.ndarray, length: int,
+                     sets: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-entity probabilities [k, labels] from one document's hidden states; without
+        an entity head (or for an entity with no tokens) the document's own probabilities."""
+        from models.sentiment.entities import entity_logits_np
+
+        k = len(sets)
+        h = hidden_row[:length]
+        if self.entity_head is None:
+            doc = self._doc_probs_from_hidden(h)
+            return np.repeat(doc[None], k, 0)
+        logits = entity_logits_np(*self.entity_head, h, length, sets)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        probs = (e / e.sum(1, keepdims=True)).astype(np.float32)
+        empty = [i for i, rows in enumerate(sets) if len(rows) == 0]
+        if empty:
+            probs[empty] = self._doc_probs_from_hidden(h)
+        return probs
+
+    def _doc_probs_from_hidden(self, h: np.ndarray) -> np.ndarray:
+        w = self.network.head.weight.detach().float().cpu().numpy()
+        b = self.network.head.bias.detach().float().cpu().numpy()
+        logits = h.mean(0) @ w.T + b
+        e = np.exp(logits - logits.max())
+        return (e / e.sum()).astype(np.float32)
+
+    def predict_entities(self, texts: Sequence[str],
+                         spans: Sequence[Sequence[Sequence[tuple[int, int]]]],
+                         batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Document probabilities [n, labels] and, per text, [k_i, labels] for its entities
+        (``spans[i][j]``: the character spans of entity j in text i), one forward each."""
+        enc = self.encode(texts)
+        n = len(enc)
+        probs = np.zeros((n, len(self.labels)), dtype=np.float32)
+        ents: list[np.ndarray] = [np.zeros((0, len(self.labels)), np.float32)] * n
+        order = np.argsort(enc.lengths, kind="stable")
+        for s in range(0, n, batch_size):
+            idx = order[s : s + batch_size]
+            b = enc.select(idx)
+            p, hidden = self.forward_hidden(b)
+            probs[idx] = p
+            for j, i in enumerate(idx.tolist()):
+                if spans[i]:
+                    sets = self.entity_token_sets(texts[i], spans[i])
+                    ents[i] = self.entity_probs(hidden[j], int(b.lengths[j]), sets)
+        return probs, ents
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """encode + forward for one batch; output order = input order."""

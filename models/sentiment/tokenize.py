@@ -85,6 +85,13 @@ class TextEncoder:
             mask[i, :k] = 1
         return Encoded(ids, mask, lengths, truncated)
 
+    def offsets(self, text: str) -> tuple[list[tuple[int, int]], list[int]]:
+        """Character offsets (in the normalised text) and special-token flags per token of
+        ``text``'s truncated encoding: the entity head maps mentions onto tokens with them."""
+        (prepared,), _ = self._prepare([text])
+        e = self.tokenizer.encode(prepared)
+        return list(e.offsets), list(e.special_tokens_mask)
+
     def lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Token counts after truncation, for length bucketing (no array building)."""
         texts, _ = self._prepare(texts)
