@@ -83,6 +83,7 @@ class Recipe:
     teacher: str | None = None  # folder holding soft_targets.npz (models.finetune.teacher)
     distill_alpha: float = 0.5
     select_on_real: bool = True  # choose the checkpoint on SELECT_ON, not the dev split
+    entity_weight: float = 0.5  # joint entity-level loss (0: no entity head)
 
 
 def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], dict, dict]:
@@ -196,7 +197,19 @@ def run(
             "selected_on": ", ".join(select) if select else "dev split",
         },
     )
-    result = train(tcfg, train_set, dev_set, work, soft=soft, select_sets=select)
+    ent_train, ent_test = [], []
+    if recipe.entity_weight > 0:
+        from models.finetune.entity_head import EntityHeadConfig, split_by_document
+        from models.finetune.sources import load_entity_examples
+
+        ent_rows = [r for r in load_entity_examples(data_dir) if r.label in LABELS]
+        ent_train, ent_test = split_by_document(ent_rows, EntityHeadConfig(seed=recipe.seed))
+        held = {r.text for r in ent_test}
+        train_set = [ex for ex in train_set if ex.text not in held]
+        tcfg.entity_weight = recipe.entity_weight if ent_train else 0.0
+        prov["entities"] = f"{len(ent_train)} (text, entity) rows; {len(ent_test)} held out"
+    result = train(tcfg, train_set, dev_set, work, soft=soft, select_sets=select,
+                   entity_rows=ent_train)
 
     from models.sentiment.predictor import SentimentModel
 
@@ -206,6 +219,15 @@ def run(
         results[name] = evaluate_model(model, exs, eval_set=name)
         write_metrics(results[name], result.path / f"eval-{Path(name).stem}.json", name)
     results["dev"] = {**result.dev_metrics, "eval_set": "dev split of training pool"}
+    if ent_test:
+        import json
+
+        from models.finetune.entity_head import evaluate_entities
+
+        results["entities"] = evaluate_entities(model, ent_test)
+        (result.path / "eval-entities.json").write_text(
+            json.dumps(results["entities"], indent=2) + "\n")
+        print(f"entity level: {results['entities']}")
     metrics = {
         **results[PRIMARY_EVAL],
         "evals": results,

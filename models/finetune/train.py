@@ -84,6 +84,8 @@ class TrainConfig:
     distill_alpha: float = 0.0  # weight of the teacher's soft targets (0: none)
     distill_temperature: float = 2.0
     source_weights: dict[str, float] = field(default_factory=dict)  # Example.source -> w
+    entity_weight: float = 0.0  # weight of the entity-level loss (needs entity_rows)
+    entity_batch: int = 16
     data: dict = field(default_factory=dict)  # provenance, copied into the model config
 
     def resolved_lr(self) -> float:
@@ -158,7 +160,8 @@ def evaluate_network(scorer: SentimentModel, examples: list[Example],
 
 def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
           out_dir: str | Path, soft: np.ndarray | None = None,
-          select_sets: dict[str, list[Example]] | None = None) -> TrainResult:
+          select_sets: dict[str, list[Example]] | None = None,
+          entity_rows: list | None = None) -> TrainResult:
     """``soft``: teacher probabilities aligned with ``train_set`` (needs distill_alpha > 0);
     ``select_sets``: real sets whose mean macro-F1 selects the checkpoint (default: dev)."""
     if cfg.distill_alpha > 0 and (soft is None or len(soft) != len(train_set)):
@@ -201,9 +204,21 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
         total_steps = min(total_steps, cfg.max_steps)
     eval_every = max(1, steps_per_epoch // max(cfg.evals_per_epoch, 1))
 
+    # ---- entity head (joint): pooled mention tokens + document -> the entity's label ------
+    ent_head, ent = None, None
+    if entity_rows and cfg.entity_weight > 0:
+        from models.sentiment.entities import EntityHead
+
+        ent_head = EntityHead(mcfg.hidden_size, len(LABELS)).to(device)
+        ent = _entity_batches(scorer, entity_rows)
+        print(f"entity loss: {len(entity_rows)} (text, entity) rows over {len(ent['texts'])} "
+              f"texts, weight {cfg.entity_weight}")
+
     # ---- optimiser: AdamW, no decay on biases/LayerNorm, linear warmup + decay -----------
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    named = list(model.named_parameters()) + (
+        [(f"entity.{k}", v) for k, v in ent_head.named_parameters()] if ent_head else [])
+    for name, p in named:
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
     lr = cfg.resolved_lr()
@@ -259,6 +274,9 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(ids, mask)
             loss = loss_of(logits.float(), idx)
+            if ent_head is not None:
+                loss = loss + cfg.entity_weight * _entity_loss(model, ent_head, ent, gen,
+                                                               cfg.entity_batch, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -281,6 +299,8 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
                 if score > best_f1:
                     best_f1, best_step, bad_evals = score, step, 0
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if ent_head is not None:
+                        best_ent = {k: v.detach().clone() for k, v in ent_head.state_dict().items()}
                 else:
                     bad_evals += 1
                     if bad_evals >= cfg.patience:
@@ -292,6 +312,8 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
     train_seconds = time.perf_counter() - t0
     if best_state is not None:
         model.load_state_dict(best_state)
+        if ent_head is not None:
+            ent_head.load_state_dict(best_ent)
 
     # ---- save + final dev metrics --------------------------------------------------------
     mcfg.training = {**{k: v for k, v in asdict(cfg).items() if k not in ("data", "progress")},
@@ -301,7 +323,41 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
     model.eval()
     dev_metrics = evaluate_network(scorer, dev_set)
     out = save_checkpoint(model.cpu(), out_dir, copy.deepcopy(mcfg))
+    if ent_head is not None:
+        ent_head.cpu().eval().save(out)
     (out / "train_history.json").write_text(json.dumps(history, indent=2) + "\n")
     print(format_metrics("dev (best checkpoint)", dev_metrics))
     print(f"saved {out} after {step} steps in {train_seconds:.0f}s (best step {best_step})")
     return TrainResult(out, dev_metrics, history, train_seconds, step)
+
+
+def _entity_batches(scorer: SentimentModel, rows: list) -> dict:
+    """Encode each entity text once; per row: its text index, token set and label."""
+    texts = list(dict.fromkeys(r.text for r in rows))
+    pos = {t: i for i, t in enumerate(texts)}
+    sets = [scorer.entity_token_sets(r.text, [[(r.start, r.end)]])[0] for r in rows]
+    keep = [i for i, st in enumerate(sets) if len(st)]
+    return {"texts": texts, "enc": scorer.encode(texts),
+            "text_of": np.array([pos[rows[i].text] for i in keep]),
+            "sets": [sets[i] for i in keep],
+            "y": np.array([LABELS.index(rows[i].label) for i in keep], dtype=np.int64)}
+
+
+def _entity_loss(model, head, ent: dict, gen: np.random.Generator, k: int,
+                 device: torch.device) -> torch.Tensor:
+    idx = gen.choice(len(ent["y"]), size=min(k, len(ent["y"])), replace=False)
+    tix = np.unique(ent["text_of"][idx])
+    b = ent["enc"].select(tix)
+    _, hidden = model.forward_with_hidden(torch.from_numpy(b.input_ids).to(device),
+                                          torch.from_numpy(b.attention_mask).to(device))
+    row_of = {int(t): j for j, t in enumerate(tix)}
+    ents, docs = [], []
+    for i in idx:
+        j = row_of[int(ent["text_of"][i])]
+        h = hidden[j, : int(b.lengths[j])]
+        ents.append(h[torch.from_numpy(ent["sets"][i]).to(device)].mean(0))
+        docs.append(h.mean(0))
+    logits = head(torch.stack(ents), torch.stack(docs))
+    return nn.functional.cross_entropy(logits.float(), torch.from_numpy(ent["y"][idx]).to(device),
+                                       label_smoothing=0.05)
+

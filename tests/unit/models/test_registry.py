@@ -113,11 +113,11 @@ def test_pointer_is_valid_json_with_history(reg, tmp_path):
 
 
 def test_gate_guard_set_blocks_news_regression():
-    prod = {**metrics(0.82, 0.76), "evals": {"yuqing_news_heldout.jsonl": {"macro_f1": 0.84}}}
-    cand = {**metrics(0.83, 0.79), "evals": {"yuqing_news_heldout.jsonl": {"macro_f1": 0.66}}}
+    prod = {**metrics(0.82, 0.76), "evals": {"semeval2017_headlines.csv": {"macro_f1": 0.84}}}
+    cand = {**metrics(0.83, 0.79), "evals": {"semeval2017_headlines.csv": {"macro_f1": 0.66}}}
     ok, reasons = Gate().check(cand, prod)
-    assert not ok and "yuqing_news_heldout.jsonl macro_f1 0.6600 < production" in reasons[-1]
-    cand["evals"]["yuqing_news_heldout.jsonl"]["macro_f1"] = 0.83
+    assert not ok and "semeval2017_headlines.csv macro_f1 0.6600 < production" in reasons[-1]
+    cand["evals"]["semeval2017_headlines.csv"]["macro_f1"] = 0.83
     assert Gate().check(cand, prod)[0]
     del cand["evals"]  # not measured on both: primary checks only
     assert Gate().check(cand, prod)[0]
