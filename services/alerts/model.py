@@ -266,7 +266,7 @@ def step(st: SeriesState, window: int, negatives: int, total: int | None,
     if len(st.tail) > keep:
         del st.tail[: len(st.tail) - keep]
 
-    lvl_n, lvl_t = median(st.neg.recent), median(st.tot.recent)
+    lvl_n, lvl_t = st.neg.level(), st.tot.level()
     day_share = min(1.0, lvl_n / lvl_t) if lvl_t > 0 else 0.5
     best, best_span, best_pv, best_ps = 0.0, cfg.spans[0], 1.0, None
     for span in cfg.spans:

@@ -48,6 +48,11 @@ class Profile:
     day: list[list[float]] = field(default_factory=lambda: [[] for _ in range(24)])
     recent: list[float] = field(default_factory=list)
     hours: int = 0  # closed hours learned
+    # expectations already computed since the profile last changed: a detector asks for the
+    # same hour's expectation every window of that hour (several times per window), and a
+    # re-judged series asks again; the values change only when an hour is learned or the
+    # profile re-based. Not state: not serialised, not compared.
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"week": self.week, "day": self.day, "recent": self.recent, "hours": self.hours}
@@ -63,18 +68,34 @@ class Profile:
         _push(self.day[hour % 24], per_window, days)
         _push(self.recent, per_window, recent_hours)
         self.hours += 1
+        self._memo.clear()
 
     def scale(self, k: float) -> None:
         """Multiply every learned value by ``k`` (a re-based profile keeps its shape)."""
         self.week = [[v * k for v in ring] for ring in self.week]
         self.day = [[v * k for v in ring] for ring in self.day]
         self.recent = [v * k for v in self.recent]
+        self._memo.clear()
+
+    def level(self) -> float:
+        """The series' current level: the median of the recent hourly values."""
+        lvl = self._memo.get("level")
+        if lvl is None:
+            lvl = self._memo["level"] = median(self.recent)
+        return lvl
 
     def expected(self, hour: int, *, shrink_week: float, shrink_day: float) -> float:
         """Expected count per window in ``hour`` (0.0 before any hour was learned)."""
+        key = (hour % HOURS_PER_WEEK, shrink_week, shrink_day)
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._expected(hour, shrink_week, shrink_day)
+        return got
+
+    def _expected(self, hour: int, shrink_week: float, shrink_day: float) -> float:
         if not self.recent:
             return 0.0
-        level = median(self.recent)
+        level = self.level()
         d = self.day[hour % 24]
         hod = (len(d) * median(d) + shrink_day * level) / (len(d) + shrink_day)
         w = self.week[hour % HOURS_PER_WEEK]
