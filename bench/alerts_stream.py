@@ -24,7 +24,7 @@ import hashlib
 import json
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from services.alerts.agent import build_detector
 from services.core.config import get_settings
 from services.core.schemas import ScoredDoc, Sentiment
-from services.feed.synthetic import FeedSpec, generate
+from services.feed.synthetic import FeedSpec, SpikeSpec, generate
 from services.ingest.decode import decode
 from services.ingest.entities import EntityLinker
 from services.ingest.pipeline import Ingestor
@@ -41,11 +41,22 @@ from services.ingest.taxonomy import TopicTagger
 PARTITIONS = 4
 
 
-def scored_feed(n: int, end: datetime, seed: int, run: str) -> list[ScoredDoc]:
+def scored_feed(n: int, end: datetime, seed: int, run: str,
+                spikes: tuple[float, ...] = ()) -> list[ScoredDoc]:
+    """``spikes``: hours after the start of negative bursts (60 items in 5 minutes) for TSLA
+    and GS, so there are alerts, escalations and resolutions to compare."""
     s = get_settings()
     start = end - timedelta(hours=12)
     items = generate(FeedSpec(start=start, duration_s=12 * 3600, items=n, copy_share=0.0,
                               invalid_share=0.0, seed=seed, run=run, spike=None))
+    for k, at_h in enumerate(spikes):
+        burst = SpikeSpec(ticker=("TSLA", "GS")[k % 2], at_s=at_h * 3600, duration_s=300,
+                          items=60)
+        items += [it for it in generate(FeedSpec(start=start, duration_s=12 * 3600, items=60,
+                                                 copy_share=0.0, seed=seed + 100 + k,
+                                                 run=f"{run}x{k}", spike=burst))
+                  if it.meta["spike"]]
+    items.sort(key=lambda it: it.published_at)
     ing = Ingestor(EntityLinker.from_file(s.watchlist_path),
                    TopicTagger.from_file(s.taxonomy_path), None, max_bytes=10**6,
                    max_chars=20_000, max_age_days=3650, clock=lambda: end)
@@ -99,8 +110,9 @@ async def run(args: argparse.Namespace) -> dict:
     end = datetime.fromisoformat(args.end)
     ns = f"{s.redis_prefix}:bench-alerts-stream-{int(time.time() * 1000)}"
     redis = Redis.from_url(s.redis_url)
-    phases = {"fast": arrival(scored_feed(args.n, end, 11, "a"), args.batch, 1),
-              "late": arrival(scored_feed(args.n_late, end, 12, "b"), args.batch_late, 2)}
+    phases = {"fast": arrival(scored_feed(args.n, end, 11, "a", (5.0, 8.5)), args.batch, 1),
+              "late": arrival(scored_feed(args.n_late, end, 12, "b", (10.0,)),
+                              args.batch_late, 2)}
     det = build_detector(s, redis, partitions=PARTITIONS)
     det.prefix = ns
     out: dict = {"alerts": [], "annotations": [], "phases": {}}

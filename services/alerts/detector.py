@@ -40,17 +40,19 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.alerts import model, rules
+from services.alerts import memory, model, rules
 from services.core.errors import BackendUnavailable
 from services.core.schemas import Alert, Evidence, ScoredDoc, utcnow
 
 log = logging.getLogger(__name__)
 
 DETECTOR = model.VERSION
+_LOAD_CHUNK = 1000  # series per MGET when the detector reads its state back
 
 # KEYS: counts hash, totals hash, seen set, evidence zset, model versions hash, new-data mark.  ARGV:
 # window, ttl_s, top_n, then quads (doc_id, is_negative 0/1, evidence json with score prefix
-# "score|json" or "", model version).
+# "score|json" or "", model version). Returns {new documents, window negatives, window total,
+# the window's model versions hash as a flat list}.
 _COUNT_LUA = """
 local window = ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -79,7 +81,9 @@ if added > 0 then  -- KEYS[6]: the earliest window that got new documents (late 
     redis.call('SET', KEYS[6], window, 'EX', ttl)
   end
 end
-return added
+-- the window's counts after this update, so the detector judges it without reading them again
+return {added, tonumber(redis.call('HGET', KEYS[1], window) or '0'),
+        tonumber(redis.call('HGET', KEYS[2], window) or '0'), redis.call('HGETALL', KEYS[5])}
 """
 
 
@@ -113,6 +117,14 @@ def alert_id(series: Series, episode_start: datetime, kind: str = "firing",
     if kind == "escalated":
         raw += f"|{severity}"
     return "al-" + hashlib.sha1(raw.encode()).hexdigest()[:20]
+
+
+def _version_of(mv) -> str | None:
+    """``window_version`` of a model-versions hash as Redis returns it (dict or flat list)."""
+    if isinstance(mv, list):
+        mv = dict(zip(mv[::2], mv[1::2], strict=True))
+    return window_version({(k.decode() if isinstance(k, bytes) else k): int(v)
+                           for k, v in mv.items() if k not in (b"", "")})
 
 
 def window_version(counts: dict[str, int]) -> str | None:
@@ -168,7 +180,11 @@ def _evidence_json(doc: ScoredDoc) -> str:
 class AlertDetector:
     """Feed it scored batches (``observe``); it returns the alerts to emit, then ``commit``
     saves the states once those alerts are delivered. ``cfg``: a ``model.DetectorConfig``
-    (a legacy ``rules.RuleConfig`` is taken for its ``window_s`` and ``min_count``)."""
+    (a legacy ``rules.RuleConfig`` is taken for its ``window_s`` and ``min_count``).
+
+    Between batches it remembers states, recent window counts and checkpoints in process
+    (``services.alerts.memory``); Redis stays the durable truth, read back in full when the
+    detector starts and after ``reset`` (partitions reassigned)."""
 
     def __init__(self, redis: Redis, prefix: str,
                  cfg: model.DetectorConfig | rules.RuleConfig | None = None, *,
@@ -187,10 +203,15 @@ class AlertDetector:
         self._count = redis.register_script(_COUNT_LUA)
         self._high: dict[int, float] | None = None  # partition -> largest event time seen
         self._pending: dict[Series, model.SeriesState] = {}
+        # checkpoints taken by the last observe, uncommitted: series -> (from window, {window:
+        # snapshot}, to window, late window or None)
+        self._taken: dict[Series, tuple[int, dict[int, bytes], int, int | None]] = {}
         # input partitions: no window closes before each has been seen (else a partition
         # that happens to arrive later would find its windows already judged)
         self.partitions = max(1, partitions)
         self._closed: int | None = None  # windows <= this are judged for every series
+        self._known: set[Series] = set()
+        self.mem = memory.Memory()
         self.annotations: list[Annotation] = []  # model changes found by the last observe
 
     # -- keys
@@ -207,11 +228,25 @@ class AlertDetector:
         return f"{self.prefix}:alerts:series"
 
     @property
+    def _due_key(self) -> str:
+        return f"{self.prefix}:alerts:due"
+
+    @property
     def _closed_key(self) -> str:
         return f"{self.prefix}:alerts:closed"
 
     def _window_start(self, w: int) -> datetime:
         return datetime.fromtimestamp(w * self.cfg.window_s, tz=UTC)
+
+    def reset(self) -> None:
+        """Forget what is held in process; the next ``observe`` reads it back from Redis.
+        Call when the input partitions are reassigned (another worker may have counted and
+        judged meanwhile)."""
+        self._high = None
+        self._pending.clear()
+        self._taken.clear()
+        self._known.clear()
+        self.mem.reset()
 
     # -- main entry points
     async def observe(self, docs: Sequence[ScoredDoc],
@@ -226,7 +261,7 @@ class AlertDetector:
         self._holding = holding
         if not docs:
             return []
-        self._pending.clear()  # judged from the saved states, so a retry judges afresh
+        self._discard_uncommitted()  # judged from the saved states, so a retry judges afresh
         self.annotations = []
         self._closing = None
         parts = list(partitions) if partitions is not None else [0] * len(docs)
@@ -236,17 +271,53 @@ class AlertDetector:
                 self._high = {int(k): float(v) for k, v in raw.items()}
                 closed = await self.redis.get(self._closed_key)
                 self._closed = int(closed) if closed is not None else None
+            if not self.mem.loaded:
+                await self._load()
             for d, part in zip(docs, parts, strict=True):
                 ts = _ts(d)
                 if ts > self._high.get(part, float("-inf")):
                     self._high[part] = ts
             return await self._observe(docs)
         except RedisError as exc:
-            self._pending.clear()
+            self._discard_uncommitted()
             raise BackendUnavailable(f"alert state: {exc}", "redis") from exc
         except BaseException:
-            self._pending.clear()
+            self._discard_uncommitted()
             raise
+
+    def _discard_uncommitted(self) -> None:
+        """States stepped but not committed were stepped in place: forget them (they are
+        read back from Redis, the committed truth, when next needed)."""
+        for s in self._pending:
+            self.mem.states.pop(s, None)
+        self._pending.clear()
+        self._taken.clear()
+
+    async def _load(self) -> None:
+        """Read every known series' state, late mark and due window back from Redis."""
+        members = await self.redis.smembers(self._series_key)
+        self._known = {Series(*(m.decode() if isinstance(m, bytes) else m).split("|", 1))
+                       for m in members}
+        series = sorted(self._known, key=lambda x: x.tag)
+        for i in range(0, len(series), _LOAD_CHUNK):
+            chunk = series[i:i + _LOAD_CHUNK]
+            await self._load_states(chunk)
+            marks = await self.redis.mget([self._key(s, "new") for s in chunk])
+            for s, m in zip(chunk, marks, strict=True):
+                if m is not None:
+                    self.mem.marks[s] = int(m)
+        for tag, score in await self.redis.zrange(self._due_key, 0, -1, withscores=True):
+            t = tag.decode() if isinstance(tag, bytes) else tag
+            self.mem.due[Series(*t.split("|", 1))] = int(score)
+        self.mem.loaded = True
+
+    async def _load_states(self, series: Sequence[Series]) -> None:
+        raws = await self.redis.mget([self._key(s, "model") for s in series])
+        for s, raw in zip(series, raws, strict=True):
+            if raw:
+                self.mem.states[s] = model.SeriesState.from_dict(json.loads(raw))
+            else:
+                self.mem.states.pop(s, None)
 
     async def commit(self) -> None:
         """Persist the states judged by the last ``observe`` (call after its alerts are out)."""
@@ -260,11 +331,19 @@ class AlertDetector:
                                                      for k, v in self._high.items()})
                 if self._closing is not None:
                     pipe.set(self._closed_key, self._closing)
+                    pipe.zremrangebyscore(self._due_key, "-inf", self._closing)
                 await pipe.execute()
         except RedisError as exc:
             raise BackendUnavailable(f"alert state: {exc}", "redis") from exc
+        for s, st in self._pending.items():
+            self.mem.states[s] = st
+            self.mem.marks.pop(s, None)
+            start, taken, upto, late_from = self._taken[s]
+            self.mem.keep_checkpoints(s, start, taken, upto, late_from, self.cfg)
         self._pending.clear()
+        self._taken.clear()
         if self._closing is not None:
+            self.mem.closed(self._closing)
             self._closed, self._closing = self._closing, None
 
     _closing: int | None = None
@@ -276,8 +355,10 @@ class AlertDetector:
         for d in docs:
             for s in series_of(d):
                 groups[(s, rules.window_of(_ts(d), w_s))].append(d)
-        # 1. idempotent counting, one Lua call per (series, window), pipelined
+        # 1. idempotent counting, one Lua call per (series, window), pipelined; each call
+        # returns the window's counts, which the memory keeps
         async with self.redis.pipeline(transaction=False) as pipe:
+            latest: dict[Series, int] = {}
             for (s, w), group in groups.items():
                 argv: list[str | int] = [w, self.ttl_s, self.top_n]
                 for d in group:
@@ -287,10 +368,19 @@ class AlertDetector:
                 keys = [self._key(s, "neg"), self._key(s, "tot"), self._key(s, "seen", w),
                         self._key(s, "ev", w), self._key(s, "mv", w), self._key(s, "new")]
                 await self._count(keys=keys, args=argv, client=pipe)
+                latest[s] = max(latest.get(s, w), w)
             touched = list(dict.fromkeys(s.tag for s, _ in groups))
             pipe.sadd(self._series_key, *touched)
             pipe.expire(self._series_key, self.ttl_s)
-            await pipe.execute()
+            # the due set: each series' latest window with counts (ZADD GT), so a restarted
+            # detector knows which series have windows to judge without reading them all
+            pipe.zadd(self._due_key, {s.tag: w for s, w in latest.items()}, gt=True)
+            pipe.expire(self._due_key, self.ttl_s)
+            results = await pipe.execute()
+        for ((s, w), _g), res in zip(groups.items(), results, strict=False):
+            added, neg, tot, mv = res
+            self.mem.counted(s, w, int(added), int(neg), int(tot), _version_of(mv))
+        self._known.update(latest)
         # 2. watermark (event time): the slowest partition's progress, once all were seen
         assert self._high is not None
         if self._holding is not None:
@@ -307,25 +397,25 @@ class AlertDetector:
         else:
             watermark = min(self._high.values())
         closed_upto = rules.window_of(watermark - self.lateness_s, w_s) - 1
-        # 3. step series through the windows that are now closed: every known series when
-        # the watermark closed a new window (so a silent series is judged as far as one that
-        # just got a document -- what is judged does not depend on batch boundaries), else
-        # the touched ones (a late first document of a new series)
+        # 3. step series through the windows that are now closed: when the watermark closed
+        # a new window, every series that has something to judge -- counts, a late mark, an
+        # open episode, a settling model change, a tail that could still score (the others
+        # are judged just as far, in effect: their steps cannot emit, ``memory.idle_safe``,
+        # and are taken when they next get a document); else the touched ones (a late first
+        # document of a new series)
         if self._closed is None or closed_upto > self._closed:
-            members = await self.redis.smembers(self._series_key)
-            tags = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
-            series = [Series(*t.split("|", 1)) for t in tags]
+            series = self.mem.to_step(self._known, self.cfg)
             self._closing = closed_upto
-            log.info("alerts: watermark closes windows up to %d for %d series", closed_upto,
-                     len(series))
+            log.info("alerts: watermark closes windows up to %d: %d of %d series to judge",
+                     closed_upto, len(series), len(self._known))
         else:
             series = list(dict.fromkeys(s for s, _ in groups))
-        # every state in one round trip; a series already judged that far costs nothing more
-        raws = await self.redis.mget([self._key(s, "model") for s in series]) if series else []
+        missing = [s for s in series if s not in self.mem.states]
+        if missing:  # never judged, or stepped by an observe that was not committed
+            await self._load_states(missing)
         alerts: list[Alert] = []
-        for s, raw in zip(series, raws, strict=True):
-            st = model.SeriesState.from_dict(json.loads(raw)) if raw else None
-            alerts += await self._close_series(s, closed_upto, st)
+        for s in series:
+            alerts += await self._close_series(s, closed_upto, self.mem.states.get(s))
         if alerts:  # evidence: which other companies are in an episode right now
             open_now = sorted({x.entity for x, xs in self._pending.items()
                                if x.topic == "*" and xs.life.episode is not None})
@@ -338,17 +428,19 @@ class AlertDetector:
                             st: model.SeriesState | None) -> list[Alert]:
         # the earliest window that got new documents since the series was last judged (set
         # by the counting script with the counts, so a crash cannot lose it)
-        new = await self.redis.get(self._key(s, "new"))
+        new = self.mem.marks.get(s)
         emit_from = None
         if (st is not None and st.last_window is not None and new is not None
-                and int(new) <= st.last_window):
+                and new <= st.last_window):
             # documents arrived for windows already judged (upstream reordering: a fast
-            # replay through several classify actors): judge the series again from its
-            # first window, so its verdicts are those of the complete counts; events before
-            # the late window cannot change (the model is causal) and are not re-sent
-            log.info("alerts %s: late documents for window %s (judged up to %d); re-judging",
-                     s.tag, int(new), st.last_window)
-            st, emit_from = None, int(new)
+            # replay through several classify actors): judge the series again from the
+            # checkpoint before that window (or its first window), so its verdicts are those
+            # of the complete counts; events before the late window cannot change (the model
+            # is causal) and are not re-sent
+            st = self.mem.checkpoint_before(s, new)
+            log.debug("alerts %s: late documents for window %s; re-judging from %s", s.tag,
+                      new, "its first window" if st is None else st.last_window)
+            emit_from = new
         if st is not None and st.last_window is not None and st.last_window >= closed_upto:
             return []
         if st is None or st.last_window is None:
@@ -363,18 +455,12 @@ class AlertDetector:
             start = st.last_window + 1
         if start > closed_upto:
             return []
-        ws = list(range(start, closed_upto + 1))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._key(s, "neg"), [str(w) for w in ws])
-            pipe.hmget(self._key(s, "tot"), [str(w) for w in ws])
-            for w in ws:
-                pipe.hgetall(self._key(s, "mv", w))
-            neg, tot, *mvs = await pipe.execute()
+        ws = range(start, closed_upto + 1)
+        counts = await self._window_counts(s, ws)
+        self._pending[s] = st  # stepped in place from here on: uncommitted
+        taken: dict[int, bytes] = {}
         alerts: list[Alert] = []
-        for w, n, t, mv in zip(ws, neg, tot, mvs, strict=True):
-            n_i, t_i = int(n or 0), int(t or 0)
-            ver = window_version({(k.decode() if isinstance(k, bytes) else k): int(v)
-                                  for k, v in mv.items() if k not in (b"", "")})
+        for w, (n_i, t_i, ver) in zip(ws, counts, strict=True):
             ws_, ev = model.step(st, w, n_i, t_i, self.cfg, ver)
             if ws_.note is not None:
                 self.annotations.append(Annotation(s.entity, s.topic, ws_.note,
@@ -382,8 +468,28 @@ class AlertDetector:
                                                    ws_.note_detail or {}))
             if ev is not None and (emit_from is None or w >= emit_from):
                 alerts.append(await self._alert(s, ev, st, ver))
-        self._pending[s] = st
+            if memory.boundary(w, self.cfg) and memory.keep_checkpoint(
+                    w, closed_upto, emit_from, self.cfg):
+                taken[w] = memory.snapshot(st)
+        self._taken[s] = (start, taken, closed_upto, emit_from)
         return alerts
+
+    async def _window_counts(self, s: Series, ws: range
+                             ) -> list[tuple[int, int, str | None]]:
+        """(negatives, total, model version) of windows ``ws``: from memory, the rest (windows
+        this detector has not counted since it started) from Redis, remembered."""
+        have = self.mem.counts.setdefault(s, {})
+        missing = [w for w in ws if w not in have]
+        if missing:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(self._key(s, "neg"), [str(w) for w in missing])
+                pipe.hmget(self._key(s, "tot"), [str(w) for w in missing])
+                for w in missing:
+                    pipe.hgetall(self._key(s, "mv", w))
+                neg, tot, *mvs = await pipe.execute()
+            for w, n, t, mv in zip(missing, neg, tot, mvs, strict=True):
+                have[w] = (int(n or 0), int(t or 0), _version_of(mv))
+        return [have[w] for w in ws]
 
     async def _alert(self, s: Series, ev: model.Event, st: model.SeriesState,
                      version: str | None = None) -> Alert:
