@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from services.alerts.annotations import AnnotationWriter
 from services.alerts.config import detector_config
 from services.alerts.detector import AlertDetector
-from services.alerts.progress import PartitionProgress
+from services.alerts.progress import Every, PartitionProgress
 from services.core.config import Settings
 from services.core.schemas import Alert, ScoredDoc
 from services.stream.batches import SINK_MAX_WAIT_S, SINK_TAKE, run_batches
@@ -70,17 +70,35 @@ def register(app: faust.App, settings: Settings) -> None:
         notes = AnnotationWriter(writer.es, settings.es_annotations_index,
                                  settings.alert_window_s)
         progress = PartitionProgress()
+        ask = Every()  # Kafka's high-water marks at most once a second
+        hws: dict = {}
+        assigned: frozenset = frozenset()
         fired = 0
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender, new_assignment, **kwargs) -> None:  # noqa: ARG001
+            # another worker may have counted and judged these partitions' series meanwhile:
+            # the detector reads its state back from Redis on its next batch
+            detector.reset()
+            ask.forget()
 
         async def holding() -> set[int] | None:
             """The assigned partitions of docs.scored that bound the watermark now."""
+            nonlocal hws, assigned
             tps = [tp for tp in app.consumer.assignment() if tp.topic == topic.get_topic_name()]
             if not tps:
                 return None
-            try:
-                hws = await app.consumer.highwaters(*tps)
-            except Exception:  # noqa: BLE001 - unknown: every partition holds (safe)
-                return {tp.partition for tp in tps}
+            now_assigned = frozenset(tps)
+            if now_assigned != assigned:  # reassigned (in case the signal was missed)
+                if assigned:
+                    detector.reset()
+                assigned = now_assigned
+            if ask.due(time.monotonic(), now_assigned):
+                try:
+                    hws = await app.consumer.highwaters(*tps)
+                except Exception:  # noqa: BLE001 - unknown: every partition holds (safe)
+                    ask.forget()
+                    return {tp.partition for tp in tps}
             return progress.holding({tp.partition: hws.get(tp) for tp in tps},
                                     time.monotonic())
 

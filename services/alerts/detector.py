@@ -239,9 +239,16 @@ class AlertDetector:
         return datetime.fromtimestamp(w * self.cfg.window_s, tz=UTC)
 
     def reset(self) -> None:
-        """Forget what is held in process; the next ``observe`` reads it back from Redis.
+        """Forget what is held in process: the next ``observe`` reads it back from Redis.
         Call when the input partitions are reassigned (another worker may have counted and
-        judged meanwhile)."""
+        judged meanwhile). Safe at any time: a batch between ``observe`` and ``commit`` still
+        commits what it judged."""
+        self._stale = True
+
+    _stale = False
+
+    def _forget(self) -> None:
+        self._stale = False
         self._high = None
         self._pending.clear()
         self._taken.clear()
@@ -262,6 +269,8 @@ class AlertDetector:
         if not docs:
             return []
         self._discard_uncommitted()  # judged from the saved states, so a retry judges afresh
+        if self._stale:
+            self._forget()
         self.annotations = []
         self._closing = None
         parts = list(partitions) if partitions is not None else [0] * len(docs)

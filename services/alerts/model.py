@@ -273,14 +273,19 @@ def step(st: SeriesState, window: int, negatives: int, total: int | None,
         if len(st.tail) < span:
             continue
         part = st.tail[-span:]
-        y = int(sum(x[0] for x in part))
-        t = int(sum(x[1] for x in part))
-        e = sum(x[2] for x in part)
+        # the span's columns (each sum adds the rows in their order, as before)
+        cols = list(zip(*part, strict=False))
+        y = int(sum(cols[0]))
+        t = int(sum(cols[1]))
+        e = sum(cols[2])
         # the usual share from the unfloored expectations, shrunk by one pseudo-document
         # toward the series' share of the last day: the floor of a sparse series' expected
         # negatives must not make its usual share look like 100%
-        raw_n = sum(x[4] if len(x) > 4 else x[2] for x in part)
-        raw_t = sum(x[5] if len(x) > 5 else x[3] for x in part)
+        if len(cols) > 5:
+            raw_n, raw_t = sum(cols[4]), sum(cols[5])
+        else:  # rows saved before the raw expectations were kept
+            raw_n = sum(x[4] if len(x) > 4 else x[2] for x in part)
+            raw_t = sum(x[5] if len(x) > 5 else x[3] for x in part)
         if ready and (window + 1) % span == 0:
             rs = st.resid.setdefault(str(span), [])
             rs.append([math.log((y + 0.5) / (e + 0.5)), e])

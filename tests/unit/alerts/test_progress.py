@@ -23,3 +23,14 @@ def test_a_partition_behind_holds_and_a_long_idle_one_stops_holding() -> None:
 
 def test_unknown_highwater_holds() -> None:
     assert PartitionProgress().holding({3: None}, now=0.0) == {3}
+
+
+def test_highwaters_are_asked_at_most_once_a_period_and_at_once_when_reassigned() -> None:
+    from services.alerts.progress import Every
+
+    ask = Every(1.0)
+    assert ask.due(0.0, "a") and not ask.due(0.5, "a")
+    assert ask.due(0.6, "b")  # a new assignment: ask now
+    assert not ask.due(1.5, "b") and ask.due(1.6, "b")
+    ask.forget()  # a failed call: ask again next time
+    assert ask.due(1.7, "b")
