@@ -29,7 +29,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from services.alerts.agent import build_detector
+from services.alerts.config import detector_config
+from services.alerts.detector import AlertDetector
 from services.core.config import get_settings
 from services.core.schemas import ScoredDoc, Sentiment
 from services.feed.synthetic import FeedSpec, SpikeSpec, generate
@@ -39,6 +40,13 @@ from services.ingest.pipeline import Ingestor
 from services.ingest.taxonomy import TopicTagger
 
 PARTITIONS = 4
+
+
+def build_detector(s, redis: Redis, partitions: int) -> AlertDetector:
+    """As ``services.alerts.agent.build_detector`` (benchmarks do not import agents)."""
+    return AlertDetector(redis, s.redis_prefix, detector_config(s),
+                         lateness_s=s.alert_lateness_s, ttl_s=s.trends_retention_h * 3600,
+                         partitions=partitions)
 
 
 def scored_feed(n: int, end: datetime, seed: int, run: str,
