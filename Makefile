@@ -8,8 +8,10 @@ export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 # the shared training data (holds twitter-financial-news-sentiment/); never committed
 DATA_DIR ?= ../shared/data
+# make model-pack CHECKPOINT=var/models/versions/<version>: pack that one instead of production
+CHECKPOINT ?=
 
-.PHONY: help venv stack stack-down test test-unit demo model bench lint clean
+.PHONY: help venv stack stack-down test test-unit demo model model-train model-pack bench lint clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,8 +37,16 @@ test: venv stack  ## from a clean clone: venv, the real stack, then the whole te
 test-unit: venv  ## unit tests only (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-model: venv  ## train, evaluate, register and promote the first production model (skipped when one exists; DATA_DIR=... for the shared data)
-	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models
+model: venv  ## install the shipped production model (models/shipped/en) into var/models: trains nothing; skipped when one exists
+	$(PY) -m models.ship install --registry var/models
+
+model-train: venv  ## train a model from DATA_DIR, register it, promote it through the gate (~25-45 min on 2 cores)
+	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models --force
+
+model-pack: venv  ## repack models/shipped/en from var/models' production model (or CHECKPOINT=dir); agreement checked on valid.csv
+	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models) \
+	  --out models/shipped/en \
+	  $$(f=$(DATA_DIR)/twitter-financial-news-sentiment/valid.csv; [ -f $$f ] && echo --agreement-data $$f)
 
 demo: venv stack model  ## the demo on this machine from nothing: stack, workers, synthetic feed, live trends and alerts
 	$(VENV)/bin/yuqing demo

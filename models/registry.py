@@ -134,8 +134,8 @@ class Registry:
         ptr = self._pointer()
         if not ptr or not ptr.get("version"):
             raise RegistryError(
-                f"no production model in {self.root}: run `make model` or "
-                f"`python -m models.finetune.make_production --registry {self.root}`"
+                f"no production model in {self.root}: run `make model` (installs the shipped "
+                f"model) or `python -m models.ship install --registry {self.root}`"
             )
         path = self.versions_dir / ptr["version"]
         validate_checkpoint(path)

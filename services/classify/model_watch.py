@@ -27,7 +27,7 @@ from services.core.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 HOW_TO_GET_A_MODEL = (
-    "train and promote one with `make model` (or `yuqing train ...`), "
+    "install the shipped one with `make model` (or `python -m models.ship install`), "
     "or point YUQING_MODEL_PATH at a checkpoint folder"
 )
 

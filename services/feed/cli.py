@@ -148,7 +148,8 @@ def demo_cmd(
     items: Annotated[int, typer.Option(help="Items in the simulated day.")] = 3000,
     minutes: Annotated[float, typer.Option(help="Wall-clock minutes the day takes.")] = 2.5,
     train: Annotated[bool, typer.Option(
-        help="Train a model first when there is no production model.")] = True,
+        help="Train a model when there is no production model and the shipped one cannot be "
+             "installed.")] = False,
     keep_running: Annotated[bool, typer.Option(
         help="Leave the worker running after the replay.")] = False,
 ) -> None:

@@ -1,6 +1,6 @@
 """``yuqing demo``: the whole pipeline on a synthetic day, watched live.
 
-Steps: check the stack, make sure a production model exists (train one if asked), generate a
+Steps: check the stack, make sure a production model exists (install the shipped one), generate a
 day of news and comments for a dozen companies with one injected negative spike, start a
 worker (all roles) in a subprocess, replay the day compressed into a few minutes, and show
 progress, the trend table and alerts as they happen. It ends by printing how to query the
@@ -56,18 +56,23 @@ def has_model(s: Settings) -> bool:
 
 
 def ensure_model(s: Settings, train: bool) -> bool:
+    """A production model for the demo: the one shipped in the repository (seconds), or, only
+    when that cannot be installed and ``train`` is set, one trained from the data (minutes)."""
     if has_model(s):
         return True
-    cmd = [sys.executable, "-m", "models.finetune.make_production", "--registry",
-           str(s.model_registry)]
+    reg = str(s.model_registry)
+    install = [sys.executable, "-m", "models.ship", "install", "--registry", reg]
+    console.print(f"No production model yet: installing the shipped one ({' '.join(install[2:])})")
+    if subprocess.call(install) == 0 and has_model(s):
+        return True
+    train_cmd = [sys.executable, "-m", "models.finetune.make_production", "--registry", reg]
     if not train or importlib.util.find_spec("models.finetune.make_production") is None:
-        how = "python -m models.finetune.make_production --registry " + str(s.model_registry)
-        console.print(f"[red]No production model in {s.model_registry}.[/red] Train and promote "
-                      f"one with:\n  make model\nor\n  {how}\nthen run `yuqing demo` again.")
+        console.print(f"[red]No production model in {reg}.[/red] Fix the shipped model as said "
+                      f"above, or train one with:\n  make model-train\nor\n  "
+                      f"{' '.join(train_cmd[1:])}\nthen run `yuqing demo` again.")
         return False
-    console.print(f"[yellow]No production model yet: training one ({' '.join(cmd[2:])})"
-                  "...[/yellow]")
-    if subprocess.call(cmd) != 0 or not has_model(s):
+    console.print(f"[yellow]Training one instead ({' '.join(train_cmd[2:])})...[/yellow]")
+    if subprocess.call(train_cmd) != 0 or not has_model(s):
         console.print("[red]Training failed; see the output above.[/red]")
         return False
     return True
@@ -277,7 +282,7 @@ async def _run(s: Settings, spec: FeedSpec, items, speed: float, run: str,
     return view
 
 
-def run_demo(items: int = 3000, minutes: float = 2.5, train: bool = True,
+def run_demo(items: int = 3000, minutes: float = 2.5, train: bool = False,
              keep_running: bool = False) -> int:
     base = get_settings()
     run = datetime.now(UTC).strftime("%m%d%H%M%S")
