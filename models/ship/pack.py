@@ -44,6 +44,30 @@ def read_texts(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
+CHECKPOINT_PARTS = {mf.MODEL_CONFIG, mf.TOKENIZER, mf.HEAD, mf.METRICS, mf.MODEL_CARD,
+                    "encoder", "adapter"}  # what the pack rebuilds or writes itself
+DATA_SUFFIXES = {".csv", ".tsv", ".jsonl", ".txt", ".parquet", ".npz", ".npy"}
+
+
+def extra_files(checkpoint: Path) -> list[str]:
+    """Top-level files the pack ships as they are (entity head, eval results, history)."""
+    extras = []
+    for p in sorted(checkpoint.iterdir()):
+        if p.name in CHECKPOINT_PARTS or p.name.startswith("."):
+            continue
+        if not p.is_file():
+            raise mf.ShipError(f"{p} is a folder the pack does not know how to ship (only "
+                               "encoder/ or adapter/ and top-level files): move its files to "
+                               "the top level or teach models.ship about it")
+        if p.suffix.lower() in DATA_SUFFIXES:  # the shipped folder is committed: no data text
+            raise mf.ShipError(f"{p} looks like data, which must never be committed: remove it "
+                               "from the checkpoint (or move it elsewhere) and pack again")
+        if p.name in (mf.MANIFEST, mf.DELTA, mf.ENCODER_CONFIG):
+            raise mf.ShipError(f"{p} would overwrite the shipped {p.name}: rename it")
+        extras.append(p.name)
+    return extras
+
+
 def _probs(model, texts: list[str]) -> np.ndarray:
     return model.predict_proba(texts, batch_size=64)[0]
 
@@ -88,6 +112,9 @@ def pack(checkpoint: Path, out: Path, *, metrics_path: Path | None = None,
                   str(staging / mf.HEAD))
         network.encoder.config.to_json_file(str(staging / mf.ENCODER_CONFIG))
         shutil.copyfile(checkpoint / mf.TOKENIZER, staging / mf.TOKENIZER)
+        extras = extra_files(checkpoint)
+        for name in extras:
+            shutil.copyfile(checkpoint / name, staging / name)
         cfg.save(staging)
         (staging / mf.METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         card = checkpoint / mf.MODEL_CARD
@@ -95,7 +122,7 @@ def pack(checkpoint: Path, out: Path, *, metrics_path: Path | None = None,
             card.read_text() if card.is_file() else model_card(cfg.version, cfg, metrics, checkpoint))
         for f in staging.iterdir():
             f.chmod(0o644)
-        files = {name: mf.file_entry(staging / name) for name in mf.FILES}
+        files = {name: mf.file_entry(staging / name) for name in (*mf.FILES, *extras)}
         total = sum(e["bytes"] for e in files.values())
         if total > max_bytes:
             raise mf.ShipError(
@@ -106,7 +133,7 @@ def pack(checkpoint: Path, out: Path, *, metrics_path: Path | None = None,
         m = {"format": mf.FORMAT, "version": cfg.version, "labels": list(cfg.labels),
              "packed_at": datetime.now(UTC).isoformat(timespec="seconds"),
              "source": {"checkpoint": str(checkpoint), "metrics": str(metrics_path)},
-             "base": base.as_dict(), "encoder": summary, "files": files,
+             "base": base.as_dict(), "encoder": summary, "files": files, "extra_files": extras,
              "total_bytes": total, "probes": []}
         with tempfile.TemporaryDirectory(prefix="yuqing-pack-") as tmp:
             rebuilt_dir = Path(tmp) / "rebuilt"

@@ -45,7 +45,7 @@ def rebuild_checkpoint(shipped: Path, out: Path, manifest: dict | None = None) -
     enc.mkdir(parents=True, exist_ok=True)
     save_file(state, str(enc / "model.safetensors"), metadata={"format": "pt"})
     shutil.copyfile(shipped / mf.ENCODER_CONFIG, enc / "config.json")
-    for name in (mf.HEAD, mf.TOKENIZER, mf.MODEL_CONFIG):
+    for name in (mf.HEAD, mf.TOKENIZER, mf.MODEL_CONFIG, *m.get("extra_files", [])):
         shutil.copyfile(shipped / name, out / name)
     for f in out.rglob("*"):
         f.chmod(0o755 if f.is_dir() else 0o644)  # safetensors writes 0600; servers may be others

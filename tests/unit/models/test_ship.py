@@ -227,6 +227,30 @@ def test_pack_refusals(checkpoint, tmp_path):
     assert not list(tmp_path.glob(".out.*"))  # no staging left behind
 
 
+def test_extra_checkpoint_files_travel_and_data_files_are_refused(checkpoint, tmp_path):
+    from models.sentiment.entities import ENTITY_HEAD_FILE, EntityHead
+
+    EntityHead(32, 3).save(checkpoint)
+    (checkpoint / "train_history.json").write_text("[]\n")
+    out = tmp_path / "shipped"
+    r = runner.invoke(app, ["pack", "--checkpoint", str(checkpoint), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / mf.MANIFEST).read_text())
+    assert m["extra_files"] == [ENTITY_HEAD_FILE, "train_history.json"]
+    assert install(tmp_path / "reg", out).exit_code == 0
+    installed = production(tmp_path / "reg").path
+    for name in m["extra_files"]:
+        assert (installed / name).read_bytes() == (checkpoint / name).read_bytes()
+    assert SentimentModel.from_checkpoint(installed, device="cpu", backend="fp32").entity_head is not None
+    (out / ENTITY_HEAD_FILE).unlink()
+    r = install(tmp_path / "reg2", out)
+    assert r.exit_code == 2 and f"{ENTITY_HEAD_FILE} is missing" in r.output
+
+    (checkpoint / "errors.jsonl").write_text('{"text": "a sentence from a data set"}\n')
+    r = runner.invoke(app, ["pack", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "looks like data" in r.output and not (tmp_path / "o2").exists()
+
+
 def test_pack_replaces_an_existing_shipped_folder(checkpoint, shipped):
     (shipped / "stale.txt").write_text("from an older pack")
     r = runner.invoke(app, ["pack", "--checkpoint", str(checkpoint), "--out", str(shipped),
