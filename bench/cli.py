@@ -163,5 +163,23 @@ def soak(
         raise typer.Exit(1)
 
 
+@app.command()
+def sources(
+    data_dir: Annotated[Path, typer.Option(help="Shared data folder.")] = Path("../shared/data"),
+    encoder: Annotated[str | None, typer.Option(
+        help="HF folder of the frozen encoder (default: the packaged MiniLM).")] = None,
+    output: Annotated[Path, typer.Option(help="JSON path.")] = Path("bench/results/sources.json"),
+) -> None:
+    """What each training source adds on the real eval sets (frozen-encoder probe)."""
+    import bench.sources as mod
+    from models.finetune.datasets import DataError
+
+    try:
+        mod.run(data_dir, encoder, output)
+    except DataError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     app(args=argv, prog_name="python -m bench")
