@@ -75,6 +75,7 @@ DOC_PROPERTIES: dict[str, Any] = {
     "classified_at": _DATE,
     "entities": {"type": "keyword"},
     "primary_entity": {"type": "keyword"},
+    "mentions": {"type": "object", "enabled": False},  # spans: kept in _source, not indexed
     "topics": {"type": "keyword"},
     "duplicates": {"type": "integer"},
     "fingerprint": {"type": "keyword", "index": False},
@@ -105,7 +106,7 @@ DOC_PROPERTIES: dict[str, Any] = {
     }},
     "negative_for": {"type": "keyword"},
 }
-ENTITY_FIELDS = ("entity_sentiment", "negative_for")
+ENTITY_FIELDS = ("mentions", "entity_sentiment", "negative_for")
 """Fields added after the first release: ``ensure_templates`` also adds them to the mappings
 of indices that exist already (today's index would otherwise not map them until tomorrow)."""
 
