@@ -3,7 +3,7 @@ entity series (trends and alerts), the document's label for '*', kind and topic 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.alerts.detector import Series, _evidence_json, _negative
 from services.core.schemas import EntitySentiment, ScoredDoc, Sentiment
@@ -96,3 +96,28 @@ def test_es_source_maps_entity_sentiment_and_negative_for() -> None:
     old = doc_to_source(sues(entity_sentiment=[]))
     assert old["negative_for"] == ["JPM", "TSLA", "GS"]
     assert {x["source"] for x in old["entity_sentiment"]} == {"document"}
+
+
+def test_backtest_reads_an_entitys_negatives_from_its_own_label() -> None:
+    from services.alerts import backtest as bt
+
+    body = bt.composite_body("entities", T, T + timedelta(hours=1), 300, [], None)
+    aggs = body["aggs"]["series"]["aggs"]
+    assert aggs["negfor"]["terms"]["field"] == "negative_for"
+    assert "must_not" in aggs["neg"]["filter"]["bool"]  # legacy docs: the document label
+    topics = bt.composite_body("topics", T, T + timedelta(hours=1), 300, [], None)
+    assert topics["aggs"]["series"]["aggs"]["neg"] == {
+        "filter": {"term": {"sentiment.label": "negative"}}}
+
+    def bucket(entity: str, tot: int, legacy: int, negfor: dict[str, int]) -> dict:
+        return {"key": {"s": entity, "w": 10 * 300 * 1000}, "doc_count": tot,
+                "neg": {"doc_count": legacy},
+                "negfor": {"buckets": [{"key": k, "doc_count": c} for k, c in negfor.items()]},
+                "mv": {"buckets": []}}
+
+    page = {"aggregations": {"series": {"after_key": None, "buckets": [
+        bucket("JPM", 6, 0, {"TSLA": 6}), bucket("TSLA", 6, 1, {"TSLA": 5})]}}}
+    data: dict = {}
+    bt.read_page(data, "entities", page, 300, set())
+    assert data[bt.Series("JPM", "*")].counts == {10: 0}
+    assert data[bt.Series("TSLA", "*")].counts == {10: 6}
