@@ -36,6 +36,10 @@ def inference(
     max_padding: Annotated[float | None, typer.Option(
         help="Most padding share the batcher accepts in a batch (default: the device "
              "preset, 0.1 CPU / 0.35 CUDA, as the product).")] = None,
+    entities: Annotated[bool, typer.Option(
+        help="Also run the worker with each text's entity mention spans (the shipped "
+             "watchlist), through the entity head (a random one if the model has none).")
+    ] = False,
     output: Annotated[Path | None, typer.Option(
         help="JSON path (default bench/results/inference-<device>.json).")] = None,
 ) -> None:
@@ -62,7 +66,7 @@ def inference(
         backends=tuple(backend or ["auto"]), tokenizer_threads=tokenizer_threads,
         tokenizer_processes=tokenizer_processes, compile_mode=compile_mode, ceiling=ceiling,
         registry=str(get_settings().model_registry), max_batch=max_batch, max_tokens=max_tokens,
-        max_padding=max_padding,
+        max_padding=max_padding, entities=entities,
     )
     console = Console()
     if not console.is_terminal:

@@ -49,6 +49,7 @@ class BenchArgs:
     max_tokens: int | None = None
     ceiling: bool = True
     max_padding: float | None = None  # None: the product's default (0.1 CPU, 0.35 CUDA)
+    entities: bool = False  # also run the worker with entity spans (entity head path)
 
 
 # ---- model loading (in each child) ---------------------------------------------------------
@@ -161,7 +162,31 @@ def run_pipeline_batched(args: BenchArgs, texts: list[str], batch: int) -> dict:
             "padding_ratio": 1 - real / pad_slots, "wall_s": wall, **_memory(args.device)}
 
 
-def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) -> dict:
+def _entity_spans(model: Any, texts: list[str]) -> tuple[list, str]:
+    """Mention spans of the shipped watchlist's companies in ``texts`` (what ingest sends
+    with each document), and an entity head on the model if it has none (random weights:
+    the figures time the path, the labels mean nothing)."""
+    from services.ingest.entities import EntityLinker
+
+    linker = EntityLinker.from_file()
+    spans = []
+    for t in texts:
+        got = linker.link_mentions(t)
+        spans.append([got.spans[e] for e in got.entities if e in got.spans] or None)
+    head = "trained entity head"
+    if model.entity_head is None:
+        import torch
+
+        from models.sentiment.entities import EntityHead
+
+        torch.manual_seed(0)
+        model.set_entity_head(EntityHead(model.config.hidden_size, len(model.labels)).eval())
+        head = "random entity head (timing only)"
+    return spans, head
+
+
+def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict,
+               entities: bool = False) -> dict:
     import asyncio
 
     from prometheus_client import CollectorRegistry
@@ -183,6 +208,12 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
     if backend not in ("auto", got_backend):
         return {"name": f"yuqing worker, {backend}", "unavailable":
                 f"SentimentModel.set_backend({backend!r}) fell back to {got_backend}"}
+    spans: list | None = None
+    extra: dict[str, Any] = {}
+    if entities:
+        spans, head = _entity_spans(model, texts)
+        extra = {"entity_head": head,
+                 "docs_with_spans": sum(s is not None for s in spans) / max(1, len(texts))}
     call = preset["call_size"]
     padding = args.max_padding if args.max_padding is not None else preset["max_padding"]
 
@@ -204,16 +235,17 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
         batches0 = worker.batches
         hits0 = metrics.cache_hits._value.get()
         lat: list[float] = []
-        calls = [texts[s : s + call] for s in range(0, len(texts), call)]
+        calls = [(texts[s : s + call], spans[s : s + call] if spans is not None else None)
+                 for s in range(0, len(texts), call)]
         it = iter(calls)
         ok = 0
 
         async def agent() -> None:
             nonlocal ok
-            for part in it:
+            for part, part_spans in it:
                 await worker.wait_for_room(len(part))
                 c = time.perf_counter()
-                res = await worker.submit_many(part)
+                res = await worker.submit_many(part, part_spans)
                 lat.extend([time.perf_counter() - c] * len(part))
                 ok += sum(isinstance(r, Scored) for r in res)
 
@@ -224,7 +256,8 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict) ->
         await worker.stop()
         p50, p99 = _percentiles(lat)
         return {
-            "name": f"yuqing worker, {got_backend}", "n": len(texts),
+            "name": f"yuqing worker, {got_backend}" + (", entity spans" if entities else ""),
+            "n": len(texts), **extra,
             "seq_per_s": len(texts) / wall, "p50_ms": p50, "p99_ms": p99,
             "padding_ratio": 1 - worker.real_tokens / max(1, worker.padded_tokens),
             "wall_s": wall, "batches": worker.batches - batches0, "scored": ok,
@@ -301,6 +334,8 @@ def run(args: BenchArgs, progress: Any = None) -> dict:
         ("run_pipeline_batched", (args, batched, preset["pipeline_batch"])),
     ]
     jobs += [("run_worker", (args, texts, b, preset)) for b in args.backends]
+    if args.entities:
+        jobs += [("run_worker", (args, texts, b, preset, True)) for b in args.backends]
     if args.ceiling:
         jobs.append(("run_forward_ceiling", (args, texts, "auto", preset)))
     out: list[dict] = []

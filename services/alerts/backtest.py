@@ -158,6 +158,11 @@ def add_bucket(data: dict[Series, SeriesData], key: Series, window: int, total: 
         sd.versions[window] = ver
 
 
+# Entities per (entity, window) bucket whose negatives are read: the bucket's own entity is
+# among them unless 256 others that its documents also name out-count it in one window.
+NEGATIVE_FOR_TERMS = 256
+
+
 def composite_body(dim: str, start: datetime, end: datetime, window_s: int,
                    values: Sequence[str], after: dict | None) -> dict:
     """One page of the composite aggregation of ``dim`` (``entities`` or ``topics``)."""
@@ -171,9 +176,18 @@ def composite_body(dim: str, start: datetime, end: datetime, window_s: int,
                                   "fixed_interval": f"{window_s}s"}}}]}
     if after:
         comp["after"] = after
+    neg: dict[str, Any] = {"term": {"sentiment.label": "negative"}}
+    sub: dict[str, Any] = {}
+    if dim == "entities":  # an entity's negatives are its own label, as the stream counts
+        # them: ``negative_for`` per bucket (read for the bucket's entity in read_page), plus
+        # the document's label for documents indexed before entity_sentiment existed
+        sub["negfor"] = {"terms": {"field": "negative_for", "size": NEGATIVE_FOR_TERMS}}
+        neg = {"bool": {"filter": [neg], "must_not": [{"nested": {
+            "path": "entity_sentiment", "ignore_unmapped": True,
+            "query": {"exists": {"field": "entity_sentiment.entity"}}}}]}}
     return {"size": 0, "track_total_hits": False, "query": {"bool": {"filter": filters}},
             "aggs": {"series": {"composite": comp, "aggs": {
-                "neg": {"filter": {"term": {"sentiment.label": "negative"}}},
+                "neg": {"filter": neg}, **sub,
                 # ties: the smallest name (ES orders equal counts by key), as the stream
                 "mv": {"terms": {"field": "sentiment.model_version", "size": 1}}}}}}
 
@@ -190,7 +204,10 @@ def read_page(data: dict[Series, SeriesData], dim: str, resp: Mapping, window_s:
         key = Series(value, "*") if dim == "entities" else Series("*", value)
         window = int(b["key"]["w"]) // 1000 // window_s
         mv = {x["key"]: x["doc_count"] for x in b.get("mv", {}).get("buckets", [])}
-        add_bucket(data, key, window, b["doc_count"], b["neg"]["doc_count"], mv)
+        neg = b["neg"]["doc_count"] + next(
+            (x["doc_count"] for x in b.get("negfor", {}).get("buckets", []) if x["key"] == value),
+            0)
+        add_bucket(data, key, window, b["doc_count"], neg, mv)
     return agg.get("after_key") if buckets else None
 
 

@@ -166,13 +166,19 @@ def _ts(doc: ScoredDoc) -> float:
     return doc.published_at.timestamp()
 
 
-def _negative(doc: ScoredDoc) -> bool:
-    return doc.sentiment.label == "negative"
+def _negative(doc: ScoredDoc, s: Series) -> bool:
+    """Is ``doc`` a negative of series ``s``? An entity's series counts the document's
+    sentiment towards that entity ("Bank A sues Company B": negative for B, not for A);
+    topic series count the document's own label."""
+    if s.entity == "*":
+        return doc.sentiment.label == "negative"
+    return doc.entity_label(s.entity) == "negative"
 
 
-def _evidence_json(doc: ScoredDoc) -> str:
+def _evidence_json(doc: ScoredDoc, s: Series) -> str:
+    probs = doc.sentiment.probabilities if s.entity == "*" else doc.entity_probabilities(s.entity)
     ev = Evidence(doc_id=doc.doc_id, title=(doc.title or doc.text)[:300], url=doc.url,
-                  negative=round(float(doc.sentiment.probabilities.get("negative", 0.0)), 4),
+                  negative=round(float(probs.get("negative", 0.0)), 4),
                   published_at=doc.published_at)
     return f"{ev.negative}|{ev.model_dump_json()}"
 
@@ -371,8 +377,8 @@ class AlertDetector:
             for (s, w), group in groups.items():
                 argv: list[str | int] = [w, self.ttl_s, self.top_n]
                 for d in group:
-                    argv += [d.doc_id, "1" if _negative(d) else "0",
-                             _evidence_json(d) if _negative(d) else "",
+                    argv += [d.doc_id, "1" if _negative(d, s) else "0",
+                             _evidence_json(d, s) if _negative(d, s) else "",
                              d.sentiment.model_version or ""]
                 keys = [self._key(s, "neg"), self._key(s, "tot"), self._key(s, "seen", w),
                         self._key(s, "ev", w), self._key(s, "mv", w), self._key(s, "new")]

@@ -17,6 +17,7 @@ import logging
 
 import faust
 
+from services.classify.entities import entity_sentiment, mention_spans
 from services.classify.scorer import ScoreError, Scorer
 from services.classify.serve import open_scorer
 from services.core.config import Settings
@@ -30,21 +31,26 @@ log = logging.getLogger(__name__)
 
 
 def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],
-                        results) -> list[Record]:
+                        results, scored_entities: list[list[str]] | None = None
+                        ) -> list[Record]:
     """docs.scored records for the parsed documents, DLQ records for the ones the model
-    refused; ``results`` has one entry per non-None doc, in order."""
+    refused; ``results`` has one entry per non-None doc, in order, and so has
+    ``scored_entities`` (the entities whose mention spans were submitted with it)."""
     now = utcnow()
     records: list[Record] = []
     it = iter(results)
+    ents_it = iter(scored_entities) if scored_entities is not None else None
     for ev, doc in zip(events, docs, strict=True):
         if doc is None:
             continue
         res = next(it)
+        ents = next(ents_it) if ents_it is not None else []
         if isinstance(res, ScoreError):
             records.append(reject(settings.topic_dlq, ev.message, res.reason, res.message,
                                   "classify"))
             continue
-        scored = ScoredDoc(**doc.model_dump(), sentiment=res.to_sentiment(), classified_at=now)
+        scored = ScoredDoc(**doc.model_dump(), sentiment=res.to_sentiment(),
+                           entity_sentiment=entity_sentiment(doc, res, ents), classified_at=now)
         records.append((settings.topic_docs_scored, doc_key(doc),
                         scored.model_dump_json().encode()))
     return records
@@ -101,13 +107,16 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def handle(scorer: Scorer, events) -> None:
         docs, records = parse_batch(settings.topic_dlq, events, CleanDoc, "classify")
-        texts = [d.text for d in docs if d is not None]
+        parsed = [d for d in docs if d is not None]
+        texts = [d.text for d in parsed]
+        linked = [mention_spans(d) for d in parsed]
+        spans = [s or None for _, s in linked]
         try:
-            results = await scorer.submit_many(texts) if texts else []
+            results = await scorer.submit_many(texts, spans) if texts else []
         except Exception as exc:  # noqa: BLE001 - per-item errors come back as values
             die("classify: scoring", exc)
             return
-        records += score_batch_records(settings, events, docs, results)
+        records += score_batch_records(settings, events, docs, results, [e for e, _ in linked])
         await until_durable("classify deliver", lambda r=records: deliver(app.producer, r))
 
     @app.agent(topic, name="classify", concurrency=settings.classify_actors)

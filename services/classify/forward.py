@@ -19,7 +19,7 @@ from models.sentiment import Encoded, SentimentModel
 from services.classify.encoding import FastEncoder
 from services.classify.metrics import ClassifyMetrics
 from services.classify.runners import Runner
-from services.classify.scorer import Result, Scored, ScoreError
+from services.classify.scorer import EntityScore, EntitySpans, Result, Scored, ScoreError
 from services.core.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Chunk:
     request: Request
     positions: np.ndarray  # index of each row in request.results
     texts: list[str]
+    spans: list[EntitySpans | None] | None = None  # per row; None: no row has entity spans
     tok_key: str = ""  # which tokenisation produced the arrays (see tokenizer_key)
     ids: np.ndarray | None = None  # [n, width] padded token ids
     lengths: np.ndarray | None = None  # int32 [n]
@@ -66,21 +67,62 @@ class Batch:
 def forward_batch(batch: Batch, model: SentimentModel, key: str, encoder: FastEncoder,
                   runner: Runner, metrics: ClassifyMetrics) -> None:
     """Forward thread: collate and run the model, bisecting on failure; the output waits
-    on ``batch.out`` for :func:`finish_batch`."""
+    on ``batch.out`` for :func:`finish_batch`. When the model has an entity head and some
+    row of the batch came with entity spans, the same single forward pass also returns the
+    last hidden states (only then: other batches cost what they did)."""
     ids, lengths, truncated, bad = collate(batch, key, model, encoder, runner.pad_to)
     ok = np.flatnonzero(bad == None)  # noqa: E711  (object array of errors)
     probs: np.ndarray | None = None
+    hidden: np.ndarray | None = None
     errors: list[ScoreError | None] = []
+    spans = None
+    if getattr(model, "entity_head", None) is not None and any(
+            c.spans is not None for c in batch.chunks):
+        spans = batch_spans(batch)
+        if not any(spans):
+            spans = None
     if len(ok):
-        probs, errors = forward_isolating(runner, ids[ok], lengths[ok], metrics, top=True)
-    batch.out = (model, lengths, truncated, bad, ok, probs, errors)
+        probs, errors, hidden = forward_isolating(runner, ids[ok], lengths[ok], metrics,
+                                                  top=True, hidden=spans is not None)
+    batch.out = (model, lengths, truncated, bad, ok, probs, errors, hidden, spans)
+
+
+def batch_spans(batch: Batch) -> list[EntitySpans | None]:
+    """Per row of the batch (collate order): the entity spans it was submitted with."""
+    out: list[EntitySpans | None] = []
+    for chunk, rows in zip(batch.chunks, batch.rows, strict=True):
+        if chunk.spans is None:
+            out.extend([None] * len(rows))
+        else:
+            out.extend(chunk.spans[r] for r in rows.tolist())
+    return out
+
+
+def batch_texts(batch: Batch) -> list[str]:
+    return [chunk.texts[r] for chunk, rows in zip(batch.chunks, batch.rows, strict=True)
+            for r in rows.tolist()]
+
+
+def entity_scores(model: SentimentModel, text: str, spans: EntitySpans, hidden_row: np.ndarray,
+                  length: int) -> tuple[EntityScore, ...]:
+    """Per-entity scores of one document from its hidden states (entity head)."""
+    sets = model.entity_token_sets(text, spans)
+    probs = np.asarray(model.entity_probs(hidden_row, length, sets), dtype=np.float32)
+    labels = model.labels
+    top = probs.argmax(1).tolist()
+    return tuple(
+        EntityScore(labels[top[k]], dict(zip(labels, probs[k].tolist(), strict=True)),
+                    len(sets[k]) > 0)
+        for k in range(len(sets)))
 
 
 def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
     """Finisher thread: per-item results, scattered into the callers' lists; requests whose
-    last row this was go to ``batch.completed``. Returns (real, padded) token slots."""
+    last row this was go to ``batch.completed``. Returns (real, padded) token slots. Rows
+    with entity spans get their per-entity scores here (a second tokenisation with offsets
+    and the entity head on the hidden states), off the forward thread."""
     assert batch.out is not None
-    model, lengths, truncated, bad, ok, probs, errors = batch.out
+    model, lengths, truncated, bad, ok, probs, errors, hidden, spans = batch.out
     n = len(lengths)
     results: list[Result] = list(bad)
     real = slots = 0
@@ -89,10 +131,22 @@ def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
         top = probs.argmax(1).tolist()
         rows = probs.tolist()
         trunc = truncated[ok].tolist()
+        texts = batch_texts(batch) if hidden is not None else None
         for j, i in enumerate(ok.tolist()):
             err = errors[j]
-            results[i] = err if err is not None else Scored(
-                labels[top[j]], dict(zip(labels, rows[j], strict=True)), version, trunc[j])
+            if err is not None:
+                results[i] = err
+                continue
+            ents: tuple[EntityScore, ...] = ()
+            if hidden is not None and spans is not None and spans[i]:
+                try:
+                    ents = entity_scores(model, texts[i], spans[i], hidden[j],  # type: ignore[index]
+                                         int(lengths[i]))
+                except Exception:  # the document's own score still stands
+                    log.exception("entity scoring failed for one document")
+                    metrics.item_errors.labels(reason="entity_error").inc()
+            results[i] = Scored(labels[top[j]], dict(zip(labels, rows[j], strict=True)),
+                                version, trunc[j], ents)
         real, slots = int(lengths[ok].sum()), len(ok) * int(lengths[ok].max())
         metrics.padding_ratio.observe(1.0 - real / slots)
         metrics.batch_tokens.observe(slots)
@@ -181,25 +235,32 @@ def encode_rows(encoder: FastEncoder, texts: list[str]) -> Encoded:
 
 def forward_isolating(
     runner: Runner, ids: np.ndarray, lengths: np.ndarray, metrics: ClassifyMetrics,
-    top: bool = False,
-) -> tuple[np.ndarray, list[ScoreError | None]]:
-    """Probabilities for every row; rows that make the model raise, or produce NaN/inf,
-    get a ScoreError instead (found by bisection, so one poison item costs log2(n)
-    extra forwards and its neighbours still score). If *every* row of a multi-row batch
-    fails on its own, the fault is not in the data: raise, and the callers retry."""
+    top: bool = False, hidden: bool = False,
+) -> tuple[np.ndarray, list[ScoreError | None], np.ndarray | None]:
+    """Probabilities for every row (and, with ``hidden``, the last hidden states from the
+    same pass; else None); rows that make the model raise, or produce NaN/inf, get a
+    ScoreError instead (found by bisection, so one poison item costs log2(n) extra forwards
+    and its neighbours still score). If *every* row of a multi-row batch fails on its own,
+    the fault is not in the data: raise, and the callers retry."""
     n = len(lengths)
+    states: np.ndarray | None = None
     try:
-        probs = np.asarray(runner(trim(ids, lengths, runner.pad_to), lengths), dtype=np.float32)
+        x = trim(ids, lengths, runner.pad_to)
+        if hidden:
+            p, h = runner.with_hidden(x, lengths)
+            probs, states = np.asarray(p, dtype=np.float32), np.asarray(h, dtype=np.float32)
+        else:
+            probs = np.asarray(runner(x, lengths), dtype=np.float32)
         errors: list[ScoreError | None] = [None] * n
     except Exception as e:
         if n == 1:
             log.warning("one item failed in the forward pass: %s", e)
             return (np.zeros((1, 1), np.float32),
-                    [ScoreError("classify_error", f"{type(e).__name__}: {e}")])
+                    [ScoreError("classify_error", f"{type(e).__name__}: {e}")], None)
         metrics.batch_failures.inc()
         mid = n // 2
-        p1, e1 = forward_isolating(runner, ids[:mid], lengths[:mid], metrics)
-        p2, e2 = forward_isolating(runner, ids[mid:], lengths[mid:], metrics)
+        p1, e1, h1 = forward_isolating(runner, ids[:mid], lengths[:mid], metrics, hidden=hidden)
+        p2, e2, h2 = forward_isolating(runner, ids[mid:], lengths[mid:], metrics, hidden=hidden)
         errors = e1 + e2
         if top and all(x is not None for x in errors):
             raise ModelError(f"every item of a batch of {n} failed: {e}") from e
@@ -207,13 +268,28 @@ def forward_isolating(
         probs = np.zeros((n, width), np.float32)
         probs[:mid, : p1.shape[1]] = p1
         probs[mid:, : p2.shape[1]] = p2
-        return probs, errors
+        return probs, errors, _stack_hidden(h1, h2, mid, n)
     finite: np.ndarray = np.asarray(np.isfinite(probs).all(axis=1))
     if not finite.all():
         for i in np.flatnonzero(~finite).tolist():
             errors[i] = ScoreError("non_finite_output", "the model produced NaN/inf here")
         probs = np.where(finite[:, None], probs, 0.0).astype(np.float32)
-    return probs, errors
+    return probs, errors, states
+
+
+def _stack_hidden(h1: np.ndarray | None, h2: np.ndarray | None, mid: int,
+                  n: int) -> np.ndarray | None:
+    """The two halves' hidden states as one [n, L, H] array (a failed half: zeros)."""
+    parts = [h for h in (h1, h2) if h is not None]
+    if not parts:
+        return None
+    width = max(h.shape[1] for h in parts)
+    out = np.zeros((n, width, parts[0].shape[2]), np.float32)
+    if h1 is not None:
+        out[:mid, : h1.shape[1]] = h1
+    if h2 is not None:
+        out[mid:, : h2.shape[1]] = h2
+    return out
 
 
 def trim(ids: np.ndarray, lengths: np.ndarray, pad_to: int) -> np.ndarray:

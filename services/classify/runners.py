@@ -29,6 +29,12 @@ class Runner(Protocol):
 
     def __call__(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
 
+    def with_hidden(self, ids: np.ndarray,
+                    lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities [n, labels], last hidden states [n, L, H] float32) from one pass:
+        the entity head reads the hidden states."""
+        ...
+
 
 class ModelForward:
     """The model's own forward (CPU, or CUDA without the tuned path)."""
@@ -38,9 +44,16 @@ class ModelForward:
     def __init__(self, model: SentimentModel) -> None:
         self.model = model
 
-    def __call__(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def _enc(self, ids: np.ndarray, lengths: np.ndarray) -> Encoded:
         mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
-        return self.model.forward(Encoded(ids, mask, lengths, np.zeros(len(ids), dtype=bool)))
+        return Encoded(ids, mask, lengths, np.zeros(len(ids), dtype=bool))
+
+    def __call__(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.model.forward(self._enc(ids, lengths))
+
+    def with_hidden(self, ids: np.ndarray,
+                    lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.forward_hidden(self._enc(ids, lengths))
 
 
 class CudaForward:
@@ -60,6 +73,16 @@ class CudaForward:
         self.stream = torch.cuda.Stream(device=self.device)
 
     def __call__(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self._run(ids, lengths, hidden=False)[0]
+
+    def with_hidden(self, ids: np.ndarray,
+                    lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, hidden = self._run(ids, lengths, hidden=True)
+        assert hidden is not None
+        return probs, hidden
+
+    def _run(self, ids: np.ndarray, lengths: np.ndarray,
+             hidden: bool) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self.torch
         with torch.inference_mode(), torch.cuda.stream(self.stream):
             h_ids = torch.from_numpy(ids).pin_memory()
@@ -67,12 +90,18 @@ class CudaForward:
             d_ids = h_ids.to(self.device, non_blocking=True)
             d_len = h_len.to(self.device, non_blocking=True)
             mask = (torch.arange(ids.shape[1], device=self.device)[None, :] < d_len[:, None])
-            logits = self.net(d_ids, mask.to(torch.int64))
+            h_out = None
+            if hidden:  # same pass: the network returns the states its head pooled
+                logits, states = self.net.forward_with_hidden(d_ids, mask.to(torch.int64))
+                h_out = torch.empty(states.shape, dtype=torch.float32, pin_memory=True)
+                h_out.copy_(states.float(), non_blocking=True)
+            else:
+                logits = self.net(d_ids, mask.to(torch.int64))
             probs = torch.softmax(logits.float(), dim=-1)
             out = torch.empty(probs.shape, dtype=torch.float32, pin_memory=True)
             out.copy_(probs, non_blocking=True)
             self.stream.synchronize()
-        return out.numpy()
+        return out.numpy(), (h_out.numpy() if h_out is not None else None)
 
 
 def make_runner(model: SentimentModel, *, cuda_dtype: str = "bfloat16",

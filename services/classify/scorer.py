@@ -17,15 +17,31 @@ from typing import Protocol, runtime_checkable
 
 from services.core.schemas import Sentiment
 
+EntitySpans = list[list[tuple[int, int]]]
+"""For one text: per entity, the character spans ``[start, end)`` of its mentions."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntityScore:
+    """One entity's prediction from the model's entity head (``from_entity``), or the
+    document's where the head could not read it (all its mentions past truncation)."""
+
+    label: str
+    probabilities: dict[str, float]
+    from_entity: bool
+
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """A prediction, stamped with the model version that produced it."""
+    """A prediction, stamped with the model version that produced it. ``entities``: one per
+    entry of the spans submitted with the text, when the model has an entity head (else
+    empty: every entity takes the document's sentiment)."""
 
     label: str
     probabilities: dict[str, float]
     model_version: str
     truncated: bool = False
+    entities: tuple[EntityScore, ...] = ()
 
     def to_sentiment(self) -> Sentiment:
         return Sentiment(label=self.label, probabilities=self.probabilities,  # type: ignore[arg-type]
@@ -47,9 +63,11 @@ Result = Scored | ScoreError
 class Scorer(Protocol):
     """What the classify agent needs from an inference backend."""
 
-    async def submit_many(self, texts: Sequence[str]) -> list[Result]:
+    async def submit_many(self, texts: Sequence[str],
+                          spans: Sequence[EntitySpans | None] | None = None) -> list[Result]:
         """Score ``texts``; one result per text, in input order. Waits (never drops) while
-        the scorer is saturated."""
+        the scorer is saturated. ``spans`` (one entry per text, None for texts without
+        entity mentions): score each entity's mentions too (``Scored.entities``)."""
         ...
 
     async def wait_for_room(self, n: int = 1) -> None:

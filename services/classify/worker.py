@@ -59,7 +59,7 @@ from services.classify.metrics import ClassifyMetrics, classify_metrics
 from services.classify.model_tools import ModelTools
 from services.classify.model_watch import ModelProvider, StaticModel
 from services.classify.pending import PendingPool
-from services.classify.scorer import Result, ScoreError
+from services.classify.scorer import EntitySpans, Result, ScoreError
 from services.classify.tokenizing import Tokenised, Tokenizers
 from services.core.errors import ModelError
 
@@ -200,7 +200,15 @@ class InferenceWorker:
             self._room_waiters.append(fut)
             await fut
 
-    async def submit_many(self, texts: Sequence[str]) -> list[Result]:
+    async def submit_many(self, texts: Sequence[str],
+                          spans: Sequence[EntitySpans | None] | None = None) -> list[Result]:
+        """See :class:`~services.classify.scorer.Scorer`. ``spans``: one entry per text (its
+        entities' mention spans, or None); with a model that has an entity head, the results
+        of texts with spans carry per-entity scores from the same forward pass."""
+        if spans is not None and len(spans) != len(texts):
+            raise ValueError(f"{len(spans)} span lists for {len(texts)} texts")
+        if spans is not None and not any(spans):
+            spans = None
         if self._loop is None or self._fwd_pool is None:
             raise RuntimeError("InferenceWorker.start() was not awaited")
         if self._stopping:
@@ -229,7 +237,13 @@ class InferenceWorker:
                 raise ModelError("inference worker is stopping")
             pos = np.arange(s, s + len(part)) if all_valid else np.asarray(part)
             part_texts = list(texts[s : s + len(part)]) if all_valid else [texts[i] for i in part]
-            chunk = Chunk(req, pos, part_texts)
+            part_spans = None
+            if spans is not None:
+                part_spans = (list(spans[s : s + len(part)]) if all_valid
+                              else [spans[i] for i in part])
+                if not any(part_spans):
+                    part_spans = None
+            chunk = Chunk(req, pos, part_texts, part_spans)
             self._queued += len(part)
             self._tokenizing += 1
             self.metrics.queue_depth.set(self._queued)

@@ -82,6 +82,17 @@ class SourceRef(BaseModel):
     offset: int
 
 
+Span = tuple[int, int]
+
+
+class Mention(BaseModel):
+    """Where one linked entity is named in ``CleanDoc.text`` (cashtags and names/aliases)."""
+
+    entity: str = Field(description="Canonical ticker (one of CleanDoc.entities).")
+    spans: list[Span] = Field(default_factory=list,
+                              description="Character spans [start, end) in CleanDoc.text.")
+
+
 class CleanDoc(BaseModel):
     """A validated, normalised, entity-linked document (``yuqing.docs.clean``)."""
 
@@ -98,6 +109,10 @@ class CleanDoc(BaseModel):
     published_at: UtcDatetime
     entities: list[str] = Field(default_factory=list, description="Tickers, primary first.")
     primary_entity: str | None = None
+    mentions: list[Mention] = Field(
+        default_factory=list,
+        description="Where each entity is mentioned in text; entities only the producer "
+                    "named (no mention in the text) have none. Older messages: empty.")
     topics: list[str] = Field(default_factory=list)
     duplicates: int = Field(0, description="Syndicated copies seen and dropped (as of forwarding).")
     fingerprint: str | None = None
@@ -112,11 +127,46 @@ class Sentiment(BaseModel):
     truncated: bool = False
 
 
+EntitySource = Literal["entity", "document"]
+
+
+class EntitySentiment(BaseModel):
+    """The sentiment of a document towards one of its entities ("Bank A sues Company B" is
+    negative for B, not for A)."""
+
+    entity: str
+    label: Label
+    probabilities: dict[str, float]
+    source: EntitySource = Field(
+        description="entity: the model's entity head read this entity's mentions; document: "
+                    "the document's own sentiment (no mention in the text, mentions past the "
+                    "model's truncation, or a model without an entity head).")
+
+
 class ScoredDoc(CleanDoc):
     """A document with its sentiment (``yuqing.docs.scored``)."""
 
     sentiment: Sentiment
+    entity_sentiment: list[EntitySentiment] = Field(
+        default_factory=list,
+        description="One per entity (CleanDoc.entities order). Older messages: empty, and "
+                    "every entity then takes the document's sentiment.")
     classified_at: UtcDatetime
+
+    def entity_label(self, entity: str) -> str:
+        """The label that counts for ``entity``'s trends and alerts: its own where scored,
+        else the document's (also for "*" and topic series, which count the document)."""
+        for es in self.entity_sentiment:
+            if es.entity == entity:
+                return es.label
+        return self.sentiment.label
+
+    def entity_probabilities(self, entity: str) -> dict[str, float]:
+        """Probabilities for ``entity`` (as :meth:`entity_label`)."""
+        for es in self.entity_sentiment:
+            if es.entity == entity:
+                return es.probabilities
+        return self.sentiment.probabilities
 
 
 class Evidence(BaseModel):

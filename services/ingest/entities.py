@@ -111,26 +111,44 @@ class EntityLinker:
         t = ticker.strip().lstrip("$").upper()
         return self._canonical.get(t, t)
 
-    def _cashtag_mentions(self, text: str) -> list[tuple[int, str]]:
+    def _cashtag_mentions(self, text: str) -> list[tuple[int, int, str]]:
         if not self.cashtags or "$" not in text:
             return []
         out = []
         for m in _CASHTAG_RE.finditer(text):
             t = m.group(1).upper()
             if t in self._canonical:
-                out.append((m.start(), self._canonical[t]))
+                out.append((m.start(), m.end(), self._canonical[t]))
             elif self.unknown_cashtags:
-                out.append((m.start(), t))
+                out.append((m.start(), m.end(), t))
         return out
 
-    def _name_mentions(self, text: str) -> list[tuple[int, str]]:
-        return [(m.start, m.value) for m in self._matcher.find(text)]
+    def _name_mentions(self, text: str) -> list[tuple[int, int, str]]:
+        return [(m.start, m.end, m.value) for m in self._matcher.find(text)]
 
     def link(self, text: str, producer: Iterable[str] = ()) -> list[str]:
         """Ordered unique canonical tickers: producer's first, then text mentions by position."""
+        return self.link_mentions(text, producer).entities
+
+    def link_mentions(self, text: str, producer: Iterable[str] = ()) -> Linked:
+        """:meth:`link`, plus where in ``text`` each entity is mentioned (cashtags and names;
+        character spans ``[start, end)``, in text order). A ticker only the producer named
+        has no spans."""
         found: list[str] = [self.canonical(t) for t in producer if t and t.strip()]
+        spans: dict[str, list[tuple[int, int]]] = {}
         if text:
             mentions = self._cashtag_mentions(text) + self._name_mentions(text)
             mentions.sort(key=lambda x: x[0])
-            found.extend(t for _, t in mentions)
-        return list(dict.fromkeys(found))
+            for start, end, t in mentions:
+                found.append(t)
+                spans.setdefault(t, []).append((start, end))
+        return Linked(list(dict.fromkeys(found)), spans)
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """What :meth:`EntityLinker.link_mentions` found: the entities (producer's first, then by
+    first mention) and, per entity mentioned in the text, its spans."""
+
+    entities: list[str]
+    spans: dict[str, list[tuple[int, int]]]

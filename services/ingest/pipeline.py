@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.core.errors import InputError
-from services.core.schemas import CleanDoc, CommentIn, DeadLetter, DocKind, NewsIn, SourceRef, utcnow
+from services.core.schemas import (
+    CleanDoc,
+    CommentIn,
+    DeadLetter,
+    DocKind,
+    Mention,
+    NewsIn,
+    SourceRef,
+    utcnow,
+)
 from services.ingest.decode import decode
 from services.ingest.dedup import DedupStore, story_fingerprint
 from services.ingest.entities import EntityLinker
@@ -111,7 +120,8 @@ class Ingestor:
         if not text:
             raise InputError("no text left after removing markup, control characters and URLs",
                              reason="empty_text")
-        entities = self.linker.link(text, producer)
+        linked = self.linker.link_mentions(text, producer)
+        entities = linked.entities
         return CleanDoc(
             doc_id=doc_id_for(kind, msg.source, msg.id),
             kind=kind,
@@ -126,6 +136,8 @@ class Ingestor:
             published_at=msg.published_at,
             entities=entities,
             primary_entity=entities[0] if entities else None,
+            mentions=[Mention(entity=e, spans=linked.spans[e]) for e in entities
+                      if e in linked.spans],
             topics=self.tagger.tag(text, msg.category),
             fingerprint=fp,
             ingested_at=now,

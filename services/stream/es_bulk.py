@@ -32,6 +32,8 @@ from services.core.backoff import backoff_s
 from services.core.errors import BackendRejected, BackendUnavailable, SinkBackpressure
 from services.core.schemas import Alert, ScoredDoc
 from services.stream.es_layout import (
+    DOC_PROPERTIES,
+    ENTITY_FIELDS,
     alert_to_source,
     check_prefix,
     component_templates,
@@ -192,4 +194,18 @@ class EsWriter:
                 await self.es.cluster.put_component_template(name=name, **body)
             for name, body in index_templates(self.prefix, self.alerts_index).items():
                 await self.es.indices.put_index_template(name=name, **body)
+        await self._extend_existing()
         self._templates_ready = True
+
+    async def _extend_existing(self) -> None:
+        """Add fields introduced after the first release to indices that already exist
+        (a template applies to new indices only). Adding a field is always allowed; an
+        index where it cannot be added (mapped otherwise by hand) is logged and left as is:
+        its documents still index, the field is just not searchable there."""
+        props = {k: DOC_PROPERTIES[k] for k in ENTITY_FIELDS}
+        try:
+            await self.es.indices.put_mapping(index=f"{self.prefix}-*", properties=props,
+                                              allow_no_indices=True, ignore_unavailable=True)
+        except Exception as exc:  # noqa: BLE001 - best effort, see docstring
+            log.warning("elasticsearch: could not add %s to the existing %s-* indices: %s",
+                        ", ".join(ENTITY_FIELDS), self.prefix, exc)

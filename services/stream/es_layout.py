@@ -75,6 +75,7 @@ DOC_PROPERTIES: dict[str, Any] = {
     "classified_at": _DATE,
     "entities": {"type": "keyword"},
     "primary_entity": {"type": "keyword"},
+    "mentions": {"type": "object", "enabled": False},  # spans: kept in _source, not indexed
     "topics": {"type": "keyword"},
     "duplicates": {"type": "integer"},
     "fingerprint": {"type": "keyword", "index": False},
@@ -91,7 +92,23 @@ DOC_PROPERTIES: dict[str, Any] = {
         "model_version": {"type": "keyword"},
         "truncated": {"type": "boolean"},
     }},
+    # The document's sentiment towards each of its entities ("Bank A sues Company B": negative
+    # for B). Nested, so "entity B with label negative" matches one entry, not B from one
+    # and negative from another; ``negative_for`` (the entities whose label is negative) is
+    # the same fact as a plain keyword for Kibana's KQL (negative_for:B) and aggregations.
+    "entity_sentiment": {"type": "nested", "properties": {
+        "entity": {"type": "keyword"},
+        "label": {"type": "keyword"},
+        "negative": {"type": "float"},
+        "neutral": {"type": "float"},
+        "positive": {"type": "float"},
+        "source": {"type": "keyword"},
+    }},
+    "negative_for": {"type": "keyword"},
 }
+ENTITY_FIELDS = ("mentions", "entity_sentiment", "negative_for")
+"""Fields added after the first release: ``ensure_templates`` also adds them to the mappings
+of indices that exist already (today's index would otherwise not map them until tomorrow)."""
 
 ALERT_PROPERTIES: dict[str, Any] = {
     "alert_id": {"type": "keyword"},
@@ -197,15 +214,21 @@ def index_templates(prefix: str, alerts_index: str) -> dict[str, dict[str, Any]]
     }
 
 
+def _prob(probs: dict[str, float], label: str) -> float | None:
+    p = probs.get(label)
+    # NaN/inf are not JSON: one would fail the whole bulk request, on every retry.
+    return float(p) if p is not None and math.isfinite(p) else None
+
+
 def doc_to_source(doc: ScoredDoc) -> dict[str, Any]:
-    """The ``_source`` of a document: the scored document with sentiment flattened to floats."""
-    src = doc.model_dump(mode="json", exclude={"sentiment"})
+    """The ``_source`` of a document: the scored document with sentiment flattened to floats,
+    one ``entity_sentiment`` entry per entity (the document's own where the classifier gave
+    none) and ``negative_for``."""
+    src = doc.model_dump(mode="json", exclude={"sentiment", "entity_sentiment"})
     probs = doc.sentiment.probabilities
 
     def prob(label: str) -> float | None:
-        p = probs.get(label)
-        # NaN/inf are not JSON: one would fail the whole bulk request, on every retry.
-        return float(p) if p is not None and math.isfinite(p) else None
+        return _prob(probs, label)
 
     src["sentiment"] = {
         "label": doc.sentiment.label,
@@ -215,6 +238,17 @@ def doc_to_source(doc: ScoredDoc) -> dict[str, Any]:
         "model_version": doc.sentiment.model_version,
         "truncated": doc.sentiment.truncated,
     }
+    own = {es.entity: es for es in doc.entity_sentiment}
+    entries = []
+    for e in dict.fromkeys(doc.entities):
+        es = own.get(e)
+        label, p, source = ((es.label, es.probabilities, es.source) if es is not None
+                            else (doc.sentiment.label, probs, "document"))
+        entries.append({"entity": e, "label": label, "negative": _prob(p, "negative"),
+                        "neutral": _prob(p, "neutral"), "positive": _prob(p, "positive"),
+                        "source": source})
+    src["entity_sentiment"] = entries
+    src["negative_for"] = [x["entity"] for x in entries if x["label"] == "negative"]
     return src
 
 

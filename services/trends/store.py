@@ -42,35 +42,45 @@ from services.trends.windows import (
     minute_bucket,
     rollup,
     series_buckets,
+    series_sentiment,
     unique_buckets,
     window_buckets,
 )
 
-# KEYS: seen, <nh count hashes>, <rank zsets>;  ARGV: doc_id, expire_at, label, nh, np,
-# np x (label, probability), one member per rank zset.
+# KEYS: seen, <nh count hashes>, <rank zsets>;  ARGV: doc_id, expire_at, nh, np, the np label
+# names of the probabilities, then per count hash its label and np probabilities ("": none),
+# then one member per rank zset. Labels are per hash: an entity's series count the document's
+# sentiment towards that entity (services.trends.windows.series_sentiment).
 _RECORD_LUA = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 local exp = ARGV[2]
 redis.call('EXPIREAT', KEYS[1], exp)
-local label = ARGV[3]
-local nh = tonumber(ARGV[4])
-local np = tonumber(ARGV[5])
-for i = 2, nh + 1 do
-  local k = KEYS[i]
+local nh = tonumber(ARGV[3])
+local np = tonumber(ARGV[4])
+local base = 5 + np
+for i = 1, nh do
+  local k = KEYS[i + 1]
+  local off = base + (i - 1) * (np + 1)
   redis.call('HINCRBY', k, 'n', 1)
-  redis.call('HINCRBY', k, 'n:' .. label, 1)
-  for j = 0, np - 1 do
-    redis.call('HINCRBYFLOAT', k, 's:' .. ARGV[6 + 2 * j], ARGV[7 + 2 * j])
+  redis.call('HINCRBY', k, 'n:' .. ARGV[off], 1)
+  for j = 1, np do
+    local p = ARGV[off + j]
+    if p ~= '' then redis.call('HINCRBYFLOAT', k, 's:' .. ARGV[4 + j], p) end
   end
   redis.call('EXPIREAT', k, exp)
 end
-local base = 6 + 2 * np
+local mbase = base + nh * (np + 1)
 for i = nh + 2, #KEYS do
-  redis.call('ZINCRBY', KEYS[i], 1, ARGV[base + i - nh - 2])
+  redis.call('ZINCRBY', KEYS[i], 1, ARGV[mbase + i - nh - 2])
   redis.call('EXPIREAT', KEYS[i], exp)
 end
 return 1
 """
+
+
+def _prob_arg(p: float | None) -> str:
+    # A NaN would make HINCRBYFLOAT fail on every redelivery (a poison message): skip it.
+    return repr(float(p)) if p is not None and math.isfinite(p) else ""
 
 
 class TrendPoint(BaseModel):
@@ -96,20 +106,18 @@ class TrendStore:
 
     def _call_args(self, doc: ScoredDoc, b: Bucket, exp: int) -> tuple[list[str], list[Any]]:
         dims = dims_of(doc)
-        label = doc.sentiment.label
+        names = sorted(doc.sentiment.probabilities)
         keys = [self.keys.seen(b)] + [self.keys.counts(b, d, v) for d, v in dims]
+        per_hash: list[Any] = []
         members: list[str] = []
         for d, v in dims:
+            label, probs = series_sentiment(doc, d, v)
+            per_hash.append(label)
+            per_hash += [_prob_arg(probs.get(n)) for n in names]
             if d in RANKED_DIMS:
                 keys += [self.keys.rank(b, d), self.keys.rank(b, d, label)]
                 members += [v, v]
-        # A NaN would make HINCRBYFLOAT fail on every redelivery (a poison message): skip it.
-        probs = sorted((lab, float(p)) for lab, p in doc.sentiment.probabilities.items()
-                       if math.isfinite(p))
-        args: list[Any] = [doc.doc_id, exp, label, len(dims), len(probs)]
-        for lab, p in probs:
-            args += [lab, repr(p)]
-        return keys, args + members
+        return keys, [doc.doc_id, exp, len(dims), len(names), *names, *per_hash, *members]
 
     async def record(self, docs: Sequence[ScoredDoc], now: datetime | None = None) -> int:
         """Count ``docs`` (each at most once, ever); returns how many were newly counted.

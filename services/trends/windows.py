@@ -180,6 +180,26 @@ def dims_of(doc: ScoredDoc) -> list[tuple[str, str]]:
     return out
 
 
+def entity_of(dim: str, value: str) -> str | None:
+    """The entity a series is about (``entity`` and ``entity_topic`` series), else None."""
+    if dim == DIM_ENTITY:
+        return value
+    if dim == DIM_ENTITY_TOPIC:
+        return value.split("|", 1)[0]
+    return None
+
+
+def series_sentiment(doc: ScoredDoc, dim: str, value: str) -> tuple[str, Mapping[str, float]]:
+    """(label, probabilities) a document counts with in one series: an entity's series count
+    the document's sentiment towards that entity ("Bank A sues Company B" is a negative for
+    B, not for A; ``ScoredDoc.entity_sentiment``), every other series (all, kind, topic)
+    the document's own label."""
+    entity = entity_of(dim, value)
+    if entity is None:
+        return doc.sentiment.label, doc.sentiment.probabilities
+    return doc.entity_label(entity), doc.entity_probabilities(entity)
+
+
 class TrendCounts(BaseModel):
     """Counts and probability sums for one series over one span."""
 

@@ -196,12 +196,14 @@ def expected_alert_windows(docs: list[dict], cfg, settle_windows: int = 12
     last = 0
     for d in docs:
         neg = int(d["sentiment"]["label"] == "negative")
+        # an entity's series count its own label (negative_for), topics the document's
+        negative_for = set(d.get("negative_for", d.get("entities") if neg else []) or [])
         w = rules.window_of(datetime.fromisoformat(d["published_at"]).timestamp(), cfg.window_s)
         last = max(last, w)
-        keys = [(e, "*") for e in dict.fromkeys(d.get("entities") or [])]
-        keys += [("*", t) for t in dict.fromkeys(d.get("topics") or [])]
-        for k in keys:  # a series starts at its first document, negative or not
-            counts[k][w] = counts[k].get(w, 0) + neg
+        keys = [((e, "*"), int(e in negative_for)) for e in dict.fromkeys(d.get("entities") or [])]
+        keys += [(("*", t), neg) for t in dict.fromkeys(d.get("topics") or [])]
+        for k, is_neg in keys:  # a series starts at its first document, negative or not
+            counts[k][w] = counts[k].get(w, 0) + is_neg
             totals[k][w] = totals[k].get(w, 0) + 1
     possible: set[tuple[str, str, int]] = set()
     settled: set[tuple[str, str, int]] = set()

@@ -16,7 +16,8 @@ from services.core.schemas import Label
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 _FIELDS = ["doc_id", "kind", "source", "title", "text", "url", "author", "published_at",
-           "entities", "topics", "sentiment", "duplicates", "lang"]
+           "entities", "topics", "sentiment", "entity_sentiment", "negative_for", "duplicates",
+           "lang"]
 
 
 class DocumentPage(BaseModel):
@@ -47,6 +48,10 @@ async def search_documents(
         entity: Annotated[str | None, Query(min_length=1, max_length=16,
                                             pattern=r"^\$?[A-Za-z0-9.\-]+$")] = None,
         label: Label | None = None,
+        entity_label: Annotated[Label | None, Query(
+            description="With entity: the document's sentiment towards that entity (its "
+                        "entity_sentiment entry; 'Bank A sues Company B' is negative for B, "
+                        "not A), where label filters the document's own.")] = None,
         source: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         kind: Literal["news", "comment"] | None = None,
         topic: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
@@ -62,8 +67,15 @@ async def search_documents(
     if q is not None:
         must.append({"simple_query_string": {"query": q, "fields": ["title^2", "text"],
                                              "default_operator": "and"}})
+    if entity_label is not None and entity is None:
+        raise HTTPException(422, "entity_label needs entity (the ticker it applies to)")
     if entity is not None:
-        filters.append({"term": {"entities": await request.app.state.entities.resolve(entity)}})
+        ticker = await request.app.state.entities.resolve(entity)
+        filters.append({"term": {"entities": ticker}})
+        if entity_label is not None:
+            filters.append({"nested": {"path": "entity_sentiment", "query": {"bool": {"filter": [
+                {"term": {"entity_sentiment.entity": ticker}},
+                {"term": {"entity_sentiment.label": entity_label}}]}}}})
     if label is not None:
         filters.append({"term": {"sentiment.label": label}})
     if source is not None:
