@@ -65,11 +65,13 @@ def masked_mean(hidden: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return hidden[rows].mean(0) if len(rows) else np.zeros(hidden.shape[-1], hidden.dtype)
 
 
-def map_spans(text: str, spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+def map_spans(text: str, spans: Sequence[tuple[int, int]], norm: str | None = None
+              ) -> tuple[str, list[tuple[int, int]]]:
     """(normalised text, spans moved onto it). Exact when ``text`` is already normalised;
     otherwise each offset becomes the length of the normalised prefix (whitespace collapse,
-    URL removal and NFKC shift offsets, never reorder them)."""
-    norm = normalize_text(text)
+    URL removal and NFKC shift offsets, never reorder them). ``norm``: the normalised text
+    when the caller has it already."""
+    norm = normalize_text(text) if norm is None else norm
     if norm == text:
         return norm, [(int(s), int(e)) for s, e in spans]
     out = []

@@ -175,11 +175,11 @@ class SentimentModel:
         [start, end) spans in ``text``) after normalisation and truncation."""
         from models.sentiment.entities import map_spans, token_sets
 
-        mapped = []
-        for spans in char_spans:
-            _, m = map_spans(text, spans)
-            mapped.append(m)
-        offsets, special = self.text_encoder.offsets(text)
+        from models.text import normalize_text
+
+        norm = normalize_text(text)
+        mapped = [map_spans(text, spans, norm)[1] for spans in char_spans]
+        offsets, special = self.text_encoder.offsets(norm)
         return token_sets(offsets, special, mapped)
 
     def entity_probs(self, hidden_row: np.ndarray, length: int,
