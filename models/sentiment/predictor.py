@@ -174,7 +174,6 @@ class SentimentModel:
         """Token positions of each entity's mentions (``char_spans``: per entity, its
         [start, end) spans in ``text``) after normalisation and truncation."""
         from models.sentiment.entities import map_spans, token_sets
-
         from models.text import normalize_text
 
         norm = normalize_text(text)
