@@ -11,7 +11,7 @@ DATA_DIR ?= ../shared/data
 # make model-pack CHECKPOINT=var/models/versions/<version>: pack that one instead of production
 CHECKPOINT ?=
 
-.PHONY: help venv stack stack-down test test-unit demo model model-train model-pack bench lint clean
+.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-pack bench lint clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,12 @@ test-unit: venv  ## unit tests only (no services needed)
 model: venv  ## install the shipped production model (models/shipped/en) into var/models: trains nothing; skipped when one exists
 	$(PY) -m models.ship install --registry var/models
 
-model-train: venv  ## train a model from DATA_DIR, register it, promote it through the gate (~25-45 min on 2 cores)
-	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models --force
+teacher: venv  ## fine-tune the all-mpnet-base-v2 teacher on DATA_DIR (top 2 layers; ~70 min on 2 cores) -> var/teacher
+	$(PY) -m models.finetune.teacher --data-dir $(DATA_DIR) --out var/teacher
+
+model-train: venv  ## train the student from DATA_DIR (distilled from var/teacher when present), register, promote through the gate (~30-45 min on 2 cores)
+	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models --force \
+	  $(if $(wildcard var/teacher/soft_targets.npz),--teacher var/teacher --epochs 1.2,)
 
 model-pack: venv  ## repack models/shipped/en from var/models' production model (or CHECKPOINT=dir); agreement checked on valid.csv
 	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models) \
