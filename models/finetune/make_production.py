@@ -208,6 +208,7 @@ def run(
         train_set = [ex for ex in train_set if ex.text not in held]
         tcfg.entity_weight = recipe.entity_weight if ent_train else 0.0
         prov["entities"] = f"{len(ent_train)} (text, entity) rows; {len(ent_test)} held out"
+        tcfg.data["entities"] = prov["entities"]
     result = train(tcfg, train_set, dev_set, work, soft=soft, select_sets=select,
                    entity_rows=ent_train)
 

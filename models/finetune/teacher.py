@@ -20,7 +20,6 @@ whole thing in minutes (``--device cuda --train-top 12``).
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import sys
@@ -264,8 +263,8 @@ def train_teacher(cfg: TeacherConfig, data_dir: str | Path, out_dir: str | Path)
                 bar.write(json.dumps(rec))
                 if r["select"] > best:
                     best, bad = r["select"], 0
-                    best_state = copy.deepcopy({k_: v.detach().clone()
-                                                for k_, v in model.state_dict().items()})
+                    best_state = {k_: v.detach().clone()
+                                  for k_, v in model.state_dict().items()}
                 else:
                     bad += 1
     bar.close()

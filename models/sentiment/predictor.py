@@ -60,6 +60,7 @@ class SentimentModel:
         self._runner = self._torch_runner
         self._hidden_runner = self._torch_hidden
         self.entity_head: tuple[np.ndarray, np.ndarray] | None = None  # (weight, bias)
+        self._doc_head: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()  # guards backend swaps only
         if backend != "fp32":
             self.set_backend(backend)
@@ -201,8 +202,10 @@ class SentimentModel:
         return probs
 
     def _doc_probs_from_hidden(self, h: np.ndarray) -> np.ndarray:
-        w = self.network.head.weight.detach().float().cpu().numpy()
-        b = self.network.head.bias.detach().float().cpu().numpy()
+        if self._doc_head is None:  # the network never changes under a SentimentModel
+            self._doc_head = (self.network.head.weight.detach().float().cpu().numpy(),
+                              self.network.head.bias.detach().float().cpu().numpy())
+        w, b = self._doc_head
         logits = h.mean(0) @ w.T + b
         e = np.exp(logits - logits.max())
         return (e / e.sum()).astype(np.float32)
