@@ -5,8 +5,14 @@ Layout under the registry root (the service default is ``var/models``)::
     versions/<version>/          a checkpoint folder (see models.sentiment.network)
         MODEL_CARD.md            data, parameters, results
         metrics.json             metrics passed to ``register`` (frozen eval set results)
-    production.json              {"version", "path", "promoted_at", "history": [...]}
+    production.json              {"version", "path", "promoted_at", "history": [...]} (English)
+    production-<lang>.json       the same, per other language (``production-zh.json``)
     decisions.jsonl              one JSON line per promote/rollback decision, with reasons
+
+One production pointer per language: a version serves the language its config names
+(``ModelConfig.language``), is promoted through that language's gate against that
+language's production, and rolls back within it. English keeps the original file name,
+so a registry written before languages existed reads the same.
 
 Why files and not a DB: the classify workers only need "which folder is production"
 and must survive a half-written update. The pointer is written to a temp file in
@@ -33,6 +39,7 @@ from models.model_card import model_card
 from models.sentiment.config import ModelConfig
 
 POINTER = "production.json"
+DEFAULT_LANGUAGE = "en"
 DECISIONS = "decisions.jsonl"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
@@ -57,6 +64,10 @@ class ModelVersion:
     metrics: dict
     created_at: str
     production: bool = False
+
+
+def pointer_name(language: str = DEFAULT_LANGUAGE) -> str:
+    return POINTER if language == DEFAULT_LANGUAGE else f"production-{language}.json"
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -100,8 +111,14 @@ class Registry:
         self.versions_dir = self.root / "versions"
 
     # ---- reading ------------------------------------------------------------------------
-    def _pointer(self) -> dict | None:
-        p = self.root / POINTER
+    def languages(self) -> list[str]:
+        """Languages with a production pointer, English first."""
+        found = [p.name[len("production-"):-len(".json")]
+                 for p in sorted(self.root.glob("production-*.json"))]
+        return ([DEFAULT_LANGUAGE] if (self.root / POINTER).is_file() else []) + found
+
+    def _pointer(self, language: str = DEFAULT_LANGUAGE) -> dict | None:
+        p = self.root / pointer_name(language)
         if not p.is_file():
             return None
         try:
@@ -116,7 +133,7 @@ class Registry:
     def list(self) -> list[ModelVersion]:
         if not self.versions_dir.is_dir():
             return []
-        ptr = self._pointer() or {}
+        serving = {(self._pointer(lang) or {}).get("version") for lang in self.languages()}
         out = []
         for d in sorted(self.versions_dir.iterdir()):
             if not d.is_dir() or d.name.startswith("."):
@@ -126,16 +143,17 @@ class Registry:
             except (FileNotFoundError, ValueError, TypeError):
                 created = "corrupt"
             out.append(ModelVersion(d.name, d, self.metrics(d.name), created,
-                                    d.name == ptr.get("version")))
+                                    d.name in serving))
         return out
 
-    def production(self) -> tuple[Path, str]:
+    def production(self, language: str = DEFAULT_LANGUAGE) -> tuple[Path, str]:
         """(path, version) of the production model; RegistryError says what to do if none."""
-        ptr = self._pointer()
+        ptr = self._pointer(language)
         if not ptr or not ptr.get("version"):
+            which = "" if language == DEFAULT_LANGUAGE else f" for language {language!r}"
             raise RegistryError(
-                f"no production model in {self.root}: run `make model` (installs the shipped "
-                f"model) or `python -m models.ship install --registry {self.root}`"
+                f"no production model{which} in {self.root}: run `make model` (installs the "
+                f"shipped models) or `python -m models.ship install --registry {self.root}`"
             )
         path = self.versions_dir / ptr["version"]
         validate_checkpoint(path)
@@ -182,8 +200,9 @@ class Registry:
         """Make ``version`` production if the gate accepts it (``gate=None`` or ``force``:
         skip the gate). Returns whether it was promoted; the decision is always logged."""
         path = self.versions_dir / version
-        validate_checkpoint(path)  # corrupt/missing: raises, pointer untouched
-        ptr = self._pointer()
+        cfg = validate_checkpoint(path)  # corrupt/missing: raises, pointer untouched
+        language = getattr(cfg, "language", DEFAULT_LANGUAGE) or DEFAULT_LANGUAGE
+        ptr = self._pointer(language)
         current = ptr.get("version") if ptr else None
         if current == version:
             return True
@@ -194,41 +213,42 @@ class Registry:
         else:
             accepted, reasons = gate.check(cand, prod)
         self._decide({"action": "promote", "candidate": version, "production": current,
-                      "accepted": accepted, "reasons": reasons})
+                      "language": language, "accepted": accepted, "reasons": reasons})
         if not accepted:
             return False
         history = (ptr or {}).get("history", [])
         if current:
             history = history + [current]
-        self._write_pointer(version, history)
+        self._write_pointer(version, history, language)
         return True
 
-    def rollback(self) -> str:
+    def rollback(self, language: str = DEFAULT_LANGUAGE) -> str:
         """Point production back at the previous production version; returns it."""
-        ptr = self._pointer()
+        ptr = self._pointer(language)
         history = list((ptr or {}).get("history", []))
         if not ptr or not history:
             raise RegistryError(f"nothing to roll back to in {self.root} (no earlier production)")
         previous = history.pop()
         validate_checkpoint(self.versions_dir / previous)
-        self._write_pointer(previous, history)
+        self._write_pointer(previous, history, language)
         self._decide({"action": "rollback", "from": ptr.get("version"), "to": previous,
-                      "accepted": True, "reasons": ["manual rollback"]})
+                      "language": language, "accepted": True, "reasons": ["manual rollback"]})
         return previous
 
-    def _write_pointer(self, version: str, history: list[str]) -> None:
-        _atomic_write_text(self.root / POINTER, json.dumps({
+    def _write_pointer(self, version: str, history: list[str],
+                       language: str = DEFAULT_LANGUAGE) -> None:
+        _atomic_write_text(self.root / pointer_name(language), json.dumps({
             "version": version, "path": str(Path("versions") / version),
             "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "history": history[-20:]}, indent=2) + "\n")
 
 
-def production(root: str | Path) -> ModelRef | None:
+def production(root: str | Path, language: str = DEFAULT_LANGUAGE) -> ModelRef | None:
     """Module-level convenience for servers polling the pointer: the production
-    (version, path) or None when nothing is promoted yet. A corrupt pointer or model
-    folder raises RegistryError (the caller keeps serving its current model)."""
+    (version, path) of ``language`` or None when nothing is promoted for it yet. A corrupt
+    pointer or model folder raises RegistryError (the caller keeps serving its model)."""
     reg = Registry(root)
-    if reg._pointer() is None:
+    if reg._pointer(language) is None:
         return None
-    path, version = reg.production()
+    path, version = reg.production(language)
     return ModelRef(version, path)

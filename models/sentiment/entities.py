@@ -17,7 +17,7 @@ stage's is) and then onto token positions with the tokenizer's offsets.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,19 +65,20 @@ def masked_mean(hidden: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return hidden[rows].mean(0) if len(rows) else np.zeros(hidden.shape[-1], hidden.dtype)
 
 
-def map_spans(text: str, spans: Sequence[tuple[int, int]], norm: str | None = None
+def map_spans(text: str, spans: Sequence[tuple[int, int]], norm: str | None = None,
+              normalize: Callable[[str], str] = normalize_text
               ) -> tuple[str, list[tuple[int, int]]]:
     """(normalised text, spans moved onto it). Exact when ``text`` is already normalised;
     otherwise each offset becomes the length of the normalised prefix (whitespace collapse,
     URL removal and NFKC shift offsets, never reorder them). ``norm``: the normalised text
-    when the caller has it already."""
-    norm = normalize_text(text) if norm is None else norm
+    when the caller has it already; ``normalize``: the model's normaliser (its language's)."""
+    norm = normalize(text) if norm is None else norm
     if norm == text:
         return norm, [(int(s), int(e)) for s, e in spans]
     out = []
     for s, e in spans:
-        ns = len(normalize_text(text[:s]) + (" " if s and text[s - 1:s].isspace() else ""))
-        ne = len(normalize_text(text[:e]))
+        ns = len(normalize(text[:s]) + (" " if s and text[s - 1:s].isspace() else ""))
+        ne = len(normalize(text[:e]))
         out.append((min(ns, len(norm)), min(max(ne, ns), len(norm))))
     return norm, out
 

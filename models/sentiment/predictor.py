@@ -55,7 +55,8 @@ class SentimentModel:
         self.max_length: int = config.max_length
         self.network = network.eval()
         self.device: torch.device = next(network.parameters()).device
-        self.text_encoder = TextEncoder(tokenizer_path, config.max_length)
+        self.text_encoder = TextEncoder(tokenizer_path, config.max_length,
+                                        getattr(config, "language", "en"))
         self.backend = "fp32"
         self._runner = self._torch_runner
         self._hidden_runner = self._torch_hidden
@@ -175,10 +176,10 @@ class SentimentModel:
         """Token positions of each entity's mentions (``char_spans``: per entity, its
         [start, end) spans in ``text``) after normalisation and truncation."""
         from models.sentiment.entities import map_spans, token_sets
-        from models.text import normalize_text
 
-        norm = normalize_text(text)
-        mapped = [map_spans(text, spans, norm)[1] for spans in char_spans]
+        normalize = self.text_encoder.normalize
+        norm = normalize(text)
+        mapped = [map_spans(text, spans, norm, normalize)[1] for spans in char_spans]
         offsets, special = self.text_encoder.offsets(norm)
         return token_sets(offsets, special, mapped)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from models.text import normalize_text
+from models.text import normalizer_for
 
 CHARS_PER_TOKEN_CAP = 16
 """Texts are cut to ``max_length * CHARS_PER_TOKEN_CAP`` characters before
@@ -46,7 +46,7 @@ class Encoded:
 
 
 class TextEncoder:
-    def __init__(self, tokenizer_path: str | Path, max_length: int):
+    def __init__(self, tokenizer_path: str | Path, max_length: int, language: str = "en"):
         if max_length < 3:
             raise ValueError("max_length must leave room for [CLS] and [SEP]")
         self.max_length = max_length
@@ -57,6 +57,11 @@ class TextEncoder:
         pads = (self.tokenizer.token_to_id(t) for t in ("<pad>", "[PAD]"))
         self.pad_id = next((i for i in pads if i is not None), 0)
         self._char_cap = max_length * CHARS_PER_TOKEN_CAP
+        self.language = language
+        self.normalize = normalizer_for(language)
+        # Chinese: about one token per character, so a text longer than the token budget is
+        # cut at a sentence end inside it (models.text_zh.truncate_sentences), not mid-clause.
+        self._sentence_budget = max_length - 2 if language == "zh" else None
 
     def _prepare(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
         cut = np.zeros(len(texts), dtype=bool)
@@ -67,7 +72,13 @@ class TextEncoder:
             if len(t) > self._char_cap:
                 t = t[: self._char_cap]
                 cut[i] = True
-            out.append(normalize_text(t))
+            t = self.normalize(t)
+            if self._sentence_budget is not None and len(t) > self._sentence_budget:
+                from models.text_zh import truncate_sentences
+
+                t = truncate_sentences(t, self._sentence_budget)
+                cut[i] = True
+            out.append(t)
         return out, cut
 
     def encode(self, texts: Sequence[str]) -> Encoded:
