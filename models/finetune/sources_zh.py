@@ -1,0 +1,150 @@
+"""The real Chinese sources, what each teaches, and the held-out splits the model is judged on.
+
+``../shared/data/zh-financial-sentiment/`` (its README) holds three real sets, none of them
+Chinese 3-class *news*:
+
+* ``finfe`` (9,989 股吧 forum posts, 3-class, investor stance): the posts target is measured
+  on its held-out split; it teaches forum language, not news.
+* ``finnsp`` (3,998 news and Weibo items, mostly lending/P2P platforms): ``negative`` = the
+  text is negative about one of its listed ``entity`` values, ``key_entity`` names which.
+  Label 0 is "not negative about a listed entity", not "neutral". It teaches news-style
+  negatives (documents) and *which* entity a negative is about (the entity head). For the
+  document head its 0 rows count as neutral at a lower weight (most are neutral reports; a
+  few are positive, which the lower weight tolerates).
+* ``bank`` (7,518 bank and credit-card customer comments, 86% neutral): complaint language;
+  a small weight, it is neither news nor investor stance.
+
+Plus the project-written news and broker-report sentences (``news_zh_written``): the only
+3-class news-style source; written by the project, so its own held-out is a smoke check,
+never the gate.
+
+Splits are by a hash of the normalised text (documents, for finnsp), so they are stable
+when rows are added and reproducible without a saved index: 15% test, 10% dev, 75% train.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from models.finetune.datasets import DataError, Example
+from models.finetune.sources import EntityExample
+from models.text_zh import normalize_zh
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ZH = "zh-financial-sentiment"
+NEWS_ZH = REPO_ROOT / "models/finetune/data/yuqing_news_zh.jsonl"
+NEWS_ZH_HELDOUT = REPO_ROOT / "models/finetune/data/yuqing_news_zh_heldout.jsonl"
+Split = Literal["train", "dev", "test"]
+TEST_PCT, DEV_PCT = 15, 10
+
+
+def split_of(key: str) -> Split:
+    h = int(hashlib.sha1(normalize_zh(key).encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "test" if h < TEST_PCT else "dev" if h < TEST_PCT + DEV_PCT else "train"
+
+
+def _csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"{path} not found: point --data-dir at the shared data folder "
+                        f"(it holds {ZH}/)")
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_labelled(data_dir: str | Path, name: Literal["finfe", "bank"]) -> list[Example]:
+    file = {"finfe": "finfe_train.csv", "bank": "bank_comments.csv"}[name]
+    rows = _csv(Path(data_dir) / ZH / file)
+    out = []
+    for i, r in enumerate(rows, start=2):
+        text, label = (r.get("text") or "").strip(), (r.get("label") or "").strip().lower()
+        if text and label in ("negative", "neutral", "positive"):
+            out.append(Example(text, label, name, i))
+    return out
+
+
+@dataclass(frozen=True)
+class NewsDoc:
+    """One finnsp item: its text (title joined when the text does not hold it), the listed
+    entities and the ones the negative is about."""
+
+    text: str
+    entities: tuple[str, ...]
+    key_entities: frozenset[str]
+    negative: bool
+    index: int
+
+
+def _entities(field: str) -> tuple[str, ...]:
+    seen = dict.fromkeys(e.strip() for e in (field or "").split(";"))
+    return tuple(e for e in seen if e)
+
+
+def load_finnsp(data_dir: str | Path) -> list[NewsDoc]:
+    out = []
+    for i, r in enumerate(_csv(Path(data_dir) / ZH / "finnsp_train.csv")):
+        text, title = (r.get("text") or "").strip(), (r.get("title") or "").strip()
+        if title and title not in text:
+            text = f"{title}。{text}"
+        if not text:
+            continue
+        out.append(NewsDoc(text, _entities(r.get("entity", "")),
+                           frozenset(_entities(r.get("key_entity", ""))),
+                           (r.get("negative") or "0").strip() == "1", i))
+    return out
+
+
+def uncovered_span(text: str, entity: str, others: tuple[str, ...]) -> tuple[int, int] | None:
+    """The first occurrence of ``entity`` in ``text`` that is not inside an occurrence of a
+    longer listed entity (众车 inside 众车在线 is the longer name's mention: the linker's
+    longest-match rule); None when every occurrence is covered or there is none."""
+    longer = [o for o in others if o != entity and entity in o]
+    covered: list[tuple[int, int]] = []
+    for o in longer:
+        s = text.find(o)
+        while s >= 0:
+            covered.append((s, s + len(o)))
+            s = text.find(o, s + 1)
+    s = text.find(entity)
+    while s >= 0:
+        e = s + len(entity)
+        if not any(a <= s and e <= b for a, b in covered):
+            return s, e
+        s = text.find(entity, s + 1)
+    return None
+
+
+def news_examples(docs: list[NewsDoc]) -> list[Example]:
+    """Document rows: negative items as ``negative``, the others as ``neutral`` (source
+    ``finnsp_other``, weighted down in the recipe: "not negative" is not always neutral)."""
+    return [Example(d.text, "negative" if d.negative else "neutral",
+                    "finnsp" if d.negative else "finnsp_other", d.index) for d in docs]
+
+
+def entity_examples(docs: list[NewsDoc]) -> tuple[list[EntityExample], int]:
+    """(entity rows, listed entities with no uncovered mention in the text). An entity is
+    ``negative`` when the item names it as the negative's subject, else ``neutral``."""
+    rows, missing = [], 0
+    for d in docs:
+        for ent in d.entities:
+            span = uncovered_span(d.text, ent, d.entities)
+            if span is None:
+                missing += 1
+                continue
+            label = "negative" if d.negative and ent in d.key_entities else "neutral"
+            rows.append(EntityExample(d.text, ent, *span, label, "finnsp", d.index))
+    return rows, missing
+
+
+def load_written(path: Path = NEWS_ZH) -> list[Example]:
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            r = json.loads(line)
+            out.append(Example(r["text"], r["label"], "news_zh_written", i))
+    return out
