@@ -11,7 +11,7 @@ DATA_DIR ?= ../shared/data
 # make model-pack CHECKPOINT=var/models/versions/<version>: pack that one instead of production
 CHECKPOINT ?=
 
-.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-pack bench lint clean
+.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-train-zh model-pack model-pack-zh bench lint clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,8 +37,9 @@ test: venv stack  ## from a clean clone: venv, the real stack, then the whole te
 test-unit: venv  ## unit tests only (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-model: venv  ## install the shipped production model (models/shipped/en) into var/models: trains nothing; skipped when one exists
-	$(PY) -m models.ship install --registry var/models
+model: venv  ## install the shipped production models (models/shipped/en, models/shipped/zh) into var/models: trains nothing; skipped when installed
+	$(PY) -m models.ship install --registry var/models --lang en
+	@if [ -d models/shipped/zh ]; then $(PY) -m models.ship install --registry var/models --lang zh; fi
 
 teacher: venv  ## fine-tune the all-mpnet-base-v2 teacher on DATA_DIR (top 2 layers; ~70 min on 2 cores) -> var/teacher
 	$(PY) -m models.finetune.teacher --data-dir $(DATA_DIR) --out var/teacher
@@ -46,6 +47,13 @@ teacher: venv  ## fine-tune the all-mpnet-base-v2 teacher on DATA_DIR (top 2 lay
 model-train: venv  ## train the student from DATA_DIR (distilled from var/teacher when present), register, promote through the gate (~30-45 min on 2 cores)
 	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models --force \
 	  $(if $(wildcard var/teacher/soft_targets.npz),--teacher var/teacher --epochs 1.2,)
+
+model-train-zh: venv  ## train the Chinese model (bge-small-zh from Maven) from DATA_DIR, register as zh, promote through the zh gate (~35 min on 2 cores)
+	$(PY) -m models.finetune.make_production_zh --data-dir $(DATA_DIR) --registry var/models --force --threads 1
+
+model-pack-zh: venv  ## repack models/shipped/zh from var/models' zh production model (or CHECKPOINT=dir)
+	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models --lang zh) \
+	  --out models/shipped/zh
 
 model-pack: venv  ## repack models/shipped/en from var/models' production model (or CHECKPOINT=dir); agreement checked on valid.csv
 	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models) \

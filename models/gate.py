@@ -74,3 +74,12 @@ class Gate:
 
 
 DEFAULT_GATE = Gate()
+ZH_GATE = Gate(guard_sets=("zh-financial-sentiment/finnsp_train.csv#test",))
+"""The Chinese gate: its primary set is the held-out forum posts (the metrics' own
+``eval_set``), its guard the held-out finnsp news (negative vs not); both real text."""
+GATES = {"en": DEFAULT_GATE, "zh": ZH_GATE}
+
+
+def gate_for(language: str) -> Gate:
+    """Each language is promoted against its own production, on its own real sets."""
+    return GATES.get(language, DEFAULT_GATE)

@@ -69,7 +69,7 @@ def pack_cmd(
             from models.registry import Registry, RegistryError
 
             try:
-                checkpoint = Registry(registry).production()[0]
+                checkpoint = Registry(registry).production(lang)[0]
             except RegistryError as e:
                 raise ShipError(str(e)) from e
         dst = _shipped(out, lang)

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.gate import DEFAULT_GATE, Gate
+from models.gate import DEFAULT_GATE, Gate, gate_for
 from models.registry import Registry, RegistryError, production
 from models.ship import manifest as mf
 from models.ship.rebuild import check_probes, rebuild_checkpoint
@@ -32,16 +32,19 @@ class Installed:
 def install(registry_root: Path, shipped: Path, *, force: bool = False,
             tolerance: float = TOLERANCE, gate: Gate | None = DEFAULT_GATE) -> Installed:
     reg = Registry(registry_root)
+    m = mf.read_manifest(shipped)
+    language = m.get("language", "en")
+    if gate is DEFAULT_GATE:
+        gate = gate_for(language)
     try:
-        ref = production(registry_root)
+        ref = production(registry_root, language)
     except RegistryError as e:
         raise mf.ShipError(f"{e} (the registry's production pointer is unreadable; nothing was "
                            "installed)") from e
     if ref is not None and not force:
         return Installed(ref.version, "nothing to do",
-                         f"production model {ref.version} already in {registry_root} "
-                         "(--force offers the shipped model to the gate anyway)")
-    m = mf.read_manifest(shipped)
+                         f"production model ({language}) {ref.version} already in "
+                         f"{registry_root} (--force offers the shipped model to the gate anyway)")
     version = m["version"]
     if ref is not None and ref.version == version:
         return Installed(version, "nothing to do", f"{version} is already production")

