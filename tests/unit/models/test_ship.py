@@ -279,3 +279,27 @@ def test_committed_shipped_model_installs(tmp_path):
     r = install(tmp_path / "reg", SHIPPED_EN)
     assert r.exit_code == 0 and "installed:" in r.output, r.output
     assert production(tmp_path / "reg").version == mf.read_manifest(SHIPPED_EN)["version"]
+
+
+def test_a_chinese_model_ships_with_chinese_probes_and_installs_into_its_own_pointer(
+        base, tmp_path):
+    from models.ship.probes import PROBE_TEXTS_ZH
+
+    ck = finetuned_checkpoint(base, tmp_path / "zh-ck", version="tiny-zh-1")
+    cfg = ModelConfig.load(ck)
+    cfg.language = "zh"
+    cfg.save(ck)
+    out = tmp_path / "shipped" / "zh"
+    r = runner.invoke(app, ["pack", "--checkpoint", str(ck), "--out", str(out), "--lang", "zh"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / mf.MANIFEST).read_text())
+    assert m["language"] == "zh"
+    assert [p["text"] for p in m["probes"]] == list(PROBE_TEXTS_ZH)
+    reg_root = tmp_path / "reg"
+    r = runner.invoke(app, ["install", "--registry", str(reg_root), "--shipped", str(out)])
+    assert r.exit_code == 0, r.output
+    assert production(reg_root, "zh").version == "tiny-zh-1"
+    assert production(reg_root) is None  # English untouched
+    model = SentimentModel.from_checkpoint(production(reg_root, "zh").path, device="cpu",
+                                           backend="fp32")
+    assert model.config.language == "zh" and model.text_encoder.language == "zh"
