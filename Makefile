@@ -65,6 +65,7 @@ demo: venv stack model  ## the demo on this machine from nothing: stack, workers
 
 bench: venv stack  ## benchmarks: inference (beside the HF pipeline), the pipeline, alerts on real series; tables + bench/results/*.json
 	$(VENV)/bin/yuqing bench inference
+	@if [ -f var/models/production-zh.json ]; then $(VENV)/bin/yuqing bench inference --lang zh; fi
 	$(VENV)/bin/yuqing bench pipeline
 	@if [ -d "$(DATA_DIR)/nab-realtweets-dev" ]; then $(VENV)/bin/yuqing bench alerts --series $(DATA_DIR)/nab-realtweets-dev; \
 	else echo "bench alerts skipped: $(DATA_DIR)/nab-realtweets-dev not found (DATA_DIR=...)"; fi

@@ -40,8 +40,11 @@ def inference(
         help="Also run the worker with each text's entity mention spans (the shipped "
              "watchlist), through the entity head (a random one if the model has none).")
     ] = False,
+    lang: Annotated[str, typer.Option(
+        help="en: the English production model on English headlines; zh: the Chinese one on "
+             "Chinese titles and posts.")] = "en",
     output: Annotated[Path | None, typer.Option(
-        help="JSON path (default bench/results/inference-<device>.json).")] = None,
+        help="JSON path (default bench/results/inference-<device>[-<lang>].json).")] = None,
 ) -> None:
     """HF pipeline one-per-call vs batched vs the yuqing worker: seq/s, latency, padding, RSS.
 
@@ -51,6 +54,8 @@ def inference(
     """
     if n < 1 or n_single < 1:
         raise typer.BadParameter("--n and --n-single must be >= 1")
+    if lang not in ("en", "zh"):
+        raise typer.BadParameter("--lang must be en or zh", param_hint="--lang")
     from rich.console import Console
 
     import bench.inference as bench
@@ -66,7 +71,7 @@ def inference(
         backends=tuple(backend or ["auto"]), tokenizer_threads=tokenizer_threads,
         tokenizer_processes=tokenizer_processes, compile_mode=compile_mode, ceiling=ceiling,
         registry=str(get_settings().model_registry), max_batch=max_batch, max_tokens=max_tokens,
-        max_padding=max_padding, entities=entities,
+        max_padding=max_padding, entities=entities, lang=lang,
     )
     console = Console()
     if not console.is_terminal:

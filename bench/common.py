@@ -65,6 +65,37 @@ def headlines(n: int, seed: int = 7) -> list[str]:
     return out
 
 
+_ZH_COMPANIES = ["华瑞科技", "东岳化工", "鼎盛控股", "贵州茅台", "宁德时代", "招商银行", "腾讯控股",
+                 "比亚迪", "中国平安", "美的集团", "海天味业", "长江电力", "恒瑞医药", "紫金矿业"]
+_ZH_EVENTS = ["前三季度净利润同比增长28.6%", "上半年营收同比下滑12.3%", "收到证监会立案告知书",
+              "控股股东拟减持不超过2%股份", "中标8.6亿元轨道交通项目", "将于下周召开临时股东大会",
+              "维持“买入”评级，目标价上调至48元", "发布2025年半年度报告", "债券展期方案获持有人会议通过",
+              "拟以自有资金回购股份", "宣布裁员15%以压缩成本", "完成工商变更登记"]
+_ZH_POSTS = ["明天必涨停，主力进场了！", "又跌停了，套死了😭", "横盘震荡，继续观望", "这票太妖了，不敢追",
+             "业绩超预期，长期看好", "割肉出局，再也不碰了"]
+_ZH_LEDE = ("公告显示，公司本期经营活动产生的现金流量净额同比改善，管理层表示将继续推进降本增效，"
+            "并加大研发投入，但同时提示原材料价格波动和市场需求变化可能对后续业绩造成影响。")
+
+
+def headlines_zh(n: int, seed: int = 7) -> list[str]:
+    """``n`` synthetic Chinese news titles and 股吧 posts (bench timing only, never training),
+    deterministic for a seed, ~10-120 characters, 5% exact repeats."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    for _ in range(n):
+        r, co = rng.random(), rng.choice(_ZH_COMPANIES)
+        if r < 0.3:  # forum post, sometimes with the 股吧 stock tag
+            tag = f"${co}(SH{rng.randint(600000, 605000)})$ " if rng.random() < 0.4 else ""
+            out.append(f"{tag}{rng.choice(_ZH_POSTS)}")
+        elif r < 0.85:  # headline
+            out.append(f"{co}：{rng.choice(_ZH_EVENTS)}（{rng.randint(2015, 2026)}年）")
+        else:  # headline with lede
+            out.append(f"{co}{rng.choice(_ZH_EVENTS)}。{_ZH_LEDE}")
+    for i in range(0, n, 20):
+        out[i] = out[rng.randrange(n)]
+    return out
+
+
 def rss_mb() -> float:
     """Resident set size of this process in MiB."""
     return psutil.Process(os.getpid()).memory_info().rss / 2**20

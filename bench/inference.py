@@ -50,20 +50,24 @@ class BenchArgs:
     ceiling: bool = True
     max_padding: float | None = None  # None: the product's default (0.1 CPU, 0.35 CUDA)
     entities: bool = False  # also run the worker with entity spans (entity head path)
+    lang: str = "en"  # whose production model and texts: en (headlines) or zh (headlines_zh)
 
 
 # ---- model loading (in each child) ---------------------------------------------------------
 def _load_model(args: BenchArgs, backend: str = "fp32"):
+    from models.registry import production
     from models.sentiment import SentimentModel
-    from services.classify.model_watch import load_checkpoint, registry_pointer
+    from services.classify.model_watch import load_checkpoint
 
     try:
-        ref = registry_pointer(Path(args.registry))()
+        ref = production(Path(args.registry), args.lang)
     except Exception:
         ref = None
     if ref is not None:
         model = load_checkpoint(ref, device=args.device, backend=backend)
-        return model, f"registry production {ref.version} ({ref.path})"
+        return model, f"registry production ({args.lang}) {ref.version} ({ref.path})"
+    if args.lang != "en":
+        raise RuntimeError(f"no {args.lang} production model in {args.registry}: run `make model`")
     model = SentimentModel.untrained_for_tests(device=args.device)
     if backend != "fp32":
         model.set_backend(backend)
@@ -322,10 +326,10 @@ def _describe(args: BenchArgs, texts: list[str]) -> dict:
 # ---- orchestration --------------------------------------------------------------------------
 def run(args: BenchArgs, progress: Any = None) -> dict:
     """Run all variants; return the result dict (also what gets written as JSON)."""
-    from bench.common import headlines, machine
+    from bench.common import headlines, headlines_zh, machine
 
     preset = PRESETS["cuda" if args.device.startswith("cuda") else "cpu"]
-    texts = headlines(args.n, seed=args.seed)
+    texts = (headlines_zh if args.lang == "zh" else headlines)(args.n, seed=args.seed)
     single = texts[: args.n_single]
     batched = texts[: args.n_batched or args.n]
     jobs: list[tuple[str, tuple]] = [
@@ -358,7 +362,9 @@ def run(args: BenchArgs, progress: Any = None) -> dict:
         "device": args.device,
         "machine": machine(),
         "model": model_info,
-        "texts": {"generator": "bench.common.headlines", "seed": args.seed, "n": args.n,
+        "lang": args.lang,
+        "texts": {"generator": "bench.common.headlines" + ("_zh" if args.lang == "zh" else ""),
+                  "seed": args.seed, "n": args.n,
                   "n_single": len(single), "n_batched": len(batched)},
         "variants": variants,
         "targets": {"cpu": ">= 5x one-per-call, peak RSS <= 1.5 GB",
@@ -388,7 +394,8 @@ def _ms(x: float) -> str:
 
 
 def write(result: dict, output: Path | None) -> Path:
-    path = output or Path("bench/results") / f"inference-{result['device']}.json"
+    lang = "" if result.get("lang", "en") == "en" else f"-{result['lang']}"
+    path = output or Path("bench/results") / f"inference-{result['device']}{lang}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
