@@ -31,7 +31,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from services.core.config import Settings, child_env, get_settings
-from services.feed.synthetic import COMPANIES, FeedSpec, SpikeSpec, generate
+from services.feed.synthetic import COMPANIES, COMPANIES_ZH, FeedSpec, SpikeSpec, generate
+
+SHOWN = COMPANIES + COMPANIES_ZH  # the trend table's rows: English then Chinese companies
+ZH_SPIKE = "300750.SZ"  # 宁德时代: the Chinese negative spike
 
 console = Console()
 DEMO_PREFIX = "yuqing-demo-"  # every demo run's namespace starts with it
@@ -55,9 +58,28 @@ def has_model(s: Settings) -> bool:
     return (Path(s.model_registry) / "production.json").exists()
 
 
+def ensure_chinese_model(s: Settings) -> None:
+    from models.ship.cli import SHIPPED_ROOT
+
+    if s.model_path is not None or (Path(s.model_registry) / "production-zh.json").exists():
+        return
+    if not (SHIPPED_ROOT / "zh").is_dir():
+        return
+    cmd = [sys.executable, "-m", "models.ship", "install", "--registry", str(s.model_registry),
+           "--lang", "zh"]
+    console.print(f"No Chinese production model yet: installing the shipped one "
+                  f"({' '.join(cmd[2:])})")
+    if subprocess.call(cmd) != 0:
+        console.print("[yellow]The Chinese model could not be installed (see above); Chinese "
+                      "items go to the fallback model.[/yellow]")
+
+
 def ensure_model(s: Settings, train: bool) -> bool:
-    """A production model for the demo: the one shipped in the repository (seconds), or, only
-    when that cannot be installed and ``train`` is set, one trained from the data (minutes)."""
+    """Production models for the demo: the ones shipped in the repository (seconds), or, only
+    when the English one cannot be installed and ``train`` is set, one trained from the data
+    (minutes). Without the Chinese model the demo still runs (its Chinese items are scored
+    by the fallback the settings name, stamped as such)."""
+    ensure_chinese_model(s)
     if has_model(s):
         return True
     reg = str(s.model_registry)
@@ -164,7 +186,7 @@ class View:
         table = Table(title="Sentiment trends (as of the simulated clock)", expand=True)
         for col in ("company", "1h docs", "1h negative", "24h docs", "24h negative"):
             table.add_column(col, justify="right" if col != "company" else "left")
-        for ticker, name in COMPANIES:
+        for ticker, name in SHOWN:
             t = self.trends.get(ticker)
             if t is None:
                 table.add_row(f"{name} ({ticker})", "-", "-", "-", "-")
@@ -229,9 +251,8 @@ async def _poll(view: View, expected: int) -> None:
                 view.indexed = r["count"]
             with contextlib.suppress(Exception):
                 now = view.cursor + timedelta(minutes=1)
-                got = await store.read_many([("entity", t) for t, _ in COMPANIES],
-                                            now=now)
-                view.trends = {t: got[("entity", t)] for t, _ in COMPANIES}
+                got = await store.read_many([("entity", t) for t, _ in SHOWN], now=now)
+                view.trends = {t: got[("entity", t)] for t, _ in SHOWN}
                 end = view.spec.start + timedelta(seconds=view.spec.duration_s, hours=2)
                 points = await store.series(DIM_ALL, ALL, view.spec.start - timedelta(hours=1),
                                             end, resolution="hour")
@@ -301,7 +322,9 @@ def run_demo(items: int = 3000, minutes: float = 2.5, train: bool = False,
     day = 24 * 3600
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=day)
     spec = FeedSpec(start=start, duration_s=day, items=items, seed=int(run[-4:]), run=f"d{run}",
-                    spike=SpikeSpec(ticker="TSLA", at_s=0.65 * day, items=max(24, items // 75)))
+                    spike=SpikeSpec(ticker="TSLA", at_s=0.65 * day, items=max(24, items // 75)),
+                    zh_share=0.25,
+                    spike_zh=SpikeSpec(ticker=ZH_SPIKE, at_s=0.45 * day, items=max(24, items // 75)))
     feed = generate(spec)
     speed = day / (minutes * 60)
     from services.stream.topics import ensure_topics
@@ -310,8 +333,11 @@ def run_demo(items: int = 3000, minutes: float = 2.5, train: bool = False,
     log_path = Path(s.data_dir) / f"worker-{run}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"feed: {len(feed)} items, {spec.start:%Y-%m-%d %H:%M} → "
-                  f"{spec.start + timedelta(seconds=day):%Y-%m-%d %H:%M} UTC, negative spike for "
-                  f"TSLA at {spec.start + timedelta(seconds=spec.spike.at_s):%H:%M}; replay at "
+                  f"{spec.start + timedelta(seconds=day):%Y-%m-%d %H:%M} UTC, a quarter of it "
+                  f"Chinese; negative spikes for TSLA at "
+                  f"{spec.start + timedelta(seconds=spec.spike.at_s):%H:%M} and 宁德时代 "
+                  f"({ZH_SPIKE}) at {spec.start + timedelta(seconds=spec.spike_zh.at_s):%H:%M}; "
+                  "replay at "
                   f"{speed:.0f}x (about {minutes:g} min)")
     console.print(f"starting worker (all roles), log: {log_path}")
     with log_path.open("w") as log:

@@ -29,6 +29,16 @@ COMPANIES: tuple[tuple[str, str], ...] = (
     ("GS", "Goldman Sachs"), ("BABA", "Alibaba"), ("0700.HK", "Tencent"), ("SHEL", "Shell"),
 )
 
+# Chinese companies (canonical id, the name used in text): A-share and HK names of the
+# shipped watchlist; their news and 股吧 posts are written in Chinese.
+COMPANIES_ZH: tuple[tuple[str, str], ...] = (
+    ("600519.SH", "贵州茅台"), ("300750.SZ", "宁德时代"), ("601318.SH", "中国平安"),
+    ("000001.SZ", "平安银行"), ("600036.SH", "招商银行"), ("002594.SZ", "比亚迪"),
+    ("000333.SZ", "美的集团"), ("3690.HK", "美团"),
+)
+NEWS_SOURCES_ZH = ("xinhua-finance", "cls", "stcn", "cnstock", "yicai")
+COMMENT_SOURCES_ZH = ("guba", "xueqiu", "weibo")
+
 NEWS_SOURCES = ("reuters", "bloomberg", "cnbc", "marketwatch", "ft", "wsj", "caixin")
 COMMENT_SOURCES = ("stocktwits", "reddit", "xueqiu", "twitter")
 
@@ -112,6 +122,57 @@ _SPIKE_COMMENTS = [
 ]
 
 
+_ZH_POS = [
+    ("earnings", "{co}前三季度净利润同比增长{pct}%，超出市场预期",
+     "{co}发布业绩公告，营业收入与净利润均实现较快增长，毛利率同比提升。"),
+    ("analyst", "券商维持{co}“买入”评级，目标价上调{pct}%",
+     "研报指出，{co}订单饱满、产品结构持续优化，上调未来两年盈利预测。"),
+    ("capital", "{co}拟回购不超过{amt}亿元股份，彰显发展信心",
+     "{co}公告称，将以自有资金回购公司股份，用于员工持股计划。"),
+    ("contracts", "{co}中标{amt}亿元重大项目，订单规模创新高",
+     "{co}公告，公司近日收到中标通知书，项目金额约占上年营收的{pct}%。"),
+]
+_ZH_NEU = [
+    ("management", "{co}将于{day}召开年度股东大会",
+     "{co}公告，股东大会将审议年度报告、利润分配方案等议案。"),
+    ("earnings", "{co}披露{q}报告编制进展，预计按期发布",
+     "{co}表示，{q}报告将于规定期限内披露，目前各项工作正常推进。"),
+    ("management", "{co}完成工商变更登记手续",
+     "{co}公告称，公司已完成注册资本变更的工商登记，并取得新的营业执照。"),
+    ("markets", "{co}今日股价窄幅震荡，成交量与前日基本持平",
+     "{co}盘中波动有限，市场关注后续{q}数据。"),
+]
+_ZH_NEG = [
+    ("earnings", "{co}{q}净利润同比下降{pct}%，低于市场预期",
+     "{co}业绩承压，公司称原材料成本上升与需求疲软拖累盈利。"),
+    ("legal", "{co}收到交易所问询函，要求说明关联交易",
+     "交易所要求{co}就大额关联交易的必要性与定价公允性作出说明。"),
+    ("capital", "{co}控股股东拟减持不超过{pct}%股份",
+     "{co}公告，控股股东计划在未来三个月内通过集中竞价方式减持。"),
+]
+_ZH_POSTS = {
+    "positive": ["{co}业绩超预期，继续持有", "看好{co}，今天又加仓了", "{co}走势很强，主力在进场",
+                 "${co}({code})$ 长期价值投资，拿住不动"],
+    "neutral": ["{co}今天横盘，继续观望", "有人关注{co}吗？明天开股东大会", "{co}成交量一般，等等看",
+                "{co}的{q}报告什么时候出？"],
+    "negative": ["{co}又跌了，套牢了😭", "{co}这走势太恶心了，割肉了", "{co}管理层太让人失望",
+                 "${co}({code})$ 利空不断，赶紧跑"],
+}
+_ZH_SPIKE_NEWS = [
+    ("legal", "{co}涉嫌信息披露违法违规被证监会立案调查，股价跌停",
+     "{co}公告，公司收到中国证监会《立案告知书》，因涉嫌信息披露违法违规被立案调查；"
+     "公司股票开盘即告跌停。"),
+    ("legal", "{co}被曝财务造假，审计机构拒绝出具意见",
+     "审计机构对{co}年报出具无法表示意见的审计报告，公司面临退市风险警示。"),
+    ("management", "{co}董事长被留置调查，公司股价闪崩{pct}%",
+     "{co}公告称，公司董事长因涉嫌严重违纪违法被监察机关留置，股价盘中闪崩。"),
+]
+_ZH_SPIKE_POSTS = [
+    "{co}造假？全部清仓了，太坑了", "{co}跌停了，血亏，再也不碰了", "{co}被立案调查，赶紧跑吧",
+    "${co}({code})$ 完了，明天还要跌停", "{co}管理层骗人，亏惨了😭😭",
+]
+
+
 @dataclass(frozen=True)
 class SpikeSpec:
     ticker: str = "TSLA"
@@ -134,6 +195,11 @@ class FeedSpec:
     mix: tuple[float, float, float] = (0.2, 0.45, 0.35)
     seed: int = 7
     run: str = ""  # prefix of every item id (default: "s<seed>"), so runs never share doc ids
+    # Chinese: this share of the regular items is about COMPANIES_ZH, written in Chinese, a
+    # third of them without a ``lang`` tag (ingest detects the script)
+    companies_zh: tuple[tuple[str, str], ...] = COMPANIES_ZH
+    zh_share: float = 0.0
+    spike_zh: SpikeSpec | None = None
 
 
 @dataclass
@@ -197,6 +263,15 @@ def _fill(tpl: str, rng: random.Random, ticker: str, name: str) -> str:
                       amt=rng.choice([1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25]))
 
 
+def _fill_zh(tpl: str, rng: random.Random, ticker: str, name: str) -> str:
+    code = ticker.split(".")[1] + ticker.split(".")[0] if ticker.endswith((".SH", ".SZ")) \
+        else ticker
+    return tpl.format(co=name, code=code, pct=rng.choice([3, 5, 8, 10, 12, 15, 18, 21, 26, 32]),
+                      q=rng.choice(["一季度", "半年度", "三季度", "年度"]),
+                      day=rng.choice(["下周一", "本月20日", "5月18日", "6月28日", "下周五"]),
+                      amt=rng.choice([2, 3, 5, 8, 10, 12, 15, 20, 30]))
+
+
 def generate(spec: FeedSpec) -> list[FeedItem]:
     """The feed, sorted by publication time."""
     rng = random.Random(spec.seed)
@@ -247,15 +322,61 @@ def generate(spec: FeedSpec) -> list[FeedItem]:
         return FeedItem("comment", ticker.encode(), json.dumps(msg).encode(), pub,
                         {"ticker": ticker, "label": label, "topic": None, "spike": in_spike})
 
+    def news_zh(t_s: float, ticker: str, name: str, label: str, tpl, in_spike: bool
+                ) -> FeedItem:
+        nonlocal seq
+        seq += 1
+        topic, title_t, body_t = tpl
+        title, body = unique(lambda: (_fill_zh(title_t, rng, ticker, name),
+                                      _fill_zh(body_t, rng, ticker, name)))
+        source = rng.choice(NEWS_SOURCES_ZH)
+        pub = spec.start + timedelta(seconds=t_s)
+        msg = {"id": f"{run}-z{seq:06d}", "source": source, "published_at": pub.isoformat(),
+               "title": title, "body": body,
+               "url": f"https://{source}.example/{ticker.lower()}/{seq}"}
+        if rng.random() < 0.67:
+            msg["lang"] = "zh-CN"
+        return FeedItem("news", ticker.encode(), json.dumps(msg, ensure_ascii=False).encode(),
+                        pub, {"ticker": ticker, "label": label, "topic": topic,
+                              "spike": in_spike, "lang": "zh"})
+
+    def post_zh(t_s: float, ticker: str, name: str, label: str, tpl: str, in_spike: bool
+                ) -> FeedItem:
+        nonlocal seq
+        seq += 1
+        text, _ = unique(lambda: (_fill_zh(tpl, rng, ticker, name)
+                                  + rng.choice(["", "！", "。", "，大家怎么看", "…"]), ""))
+        pub = spec.start + timedelta(seconds=t_s)
+        msg = {"id": f"{run}-p{seq:06d}", "source": rng.choice(COMMENT_SOURCES_ZH),
+               "published_at": pub.isoformat(), "text": text,
+               "author": f"股友{rng.randint(1000, 99999)}"}
+        if rng.random() < 0.67:
+            msg["lang"] = "zh"
+        return FeedItem("comment", ticker.encode(), json.dumps(msg, ensure_ascii=False).encode(),
+                        pub, {"ticker": ticker, "label": label, "topic": None,
+                              "spike": in_spike, "lang": "zh"})
+
     # company weights: a few companies are always in the news
     weights = [1.0 / (1 + 0.25 * i) for i in range(len(spec.companies))]
-    spike_n = spec.spike.items if spec.spike else 0
+    weights_zh = [1.0 / (1 + 0.25 * i) for i in range(len(spec.companies_zh))]
+    spike_n = (spec.spike.items if spec.spike else 0) + (spec.spike_zh.items if spec.spike_zh
+                                                          else 0)
     n_invalid = int(round(spec.items * spec.invalid_share))
     n_regular = max(0, spec.items - spike_n - n_invalid)
     labels = ("negative", "neutral", "positive")
     for t_s in _times(rng, spec, n_regular):
-        ticker, name = rng.choices(spec.companies, weights=weights)[0]
         label = rng.choices(labels, weights=spec.mix)[0]
+        if spec.zh_share and rng.random() < spec.zh_share:
+            ticker, name = rng.choices(spec.companies_zh, weights=weights_zh)[0]
+            if rng.random() < spec.comment_share:
+                items.append(post_zh(t_s, ticker, name, label, rng.choice(_ZH_POSTS[label]),
+                                     False))
+            else:
+                tpl = rng.choice({"negative": _ZH_NEG, "neutral": _ZH_NEU,
+                                  "positive": _ZH_POS}[label])
+                items.append(news_zh(t_s, ticker, name, label, tpl, False))
+            continue
+        ticker, name = rng.choices(spec.companies, weights=weights)[0]
         if rng.random() < spec.comment_share:
             items.append(comment(t_s, ticker, name, label, rng.choice(_COMMENTS[label]), False))
         else:
@@ -271,8 +392,20 @@ def generate(spec: FeedSpec) -> list[FeedItem]:
             else:
                 items.append(comment(t_s, sp.ticker, name, "negative", rng.choice(_SPIKE_COMMENTS),
                                      True))
+    if spec.spike_zh:
+        sp = spec.spike_zh
+        name = dict(spec.companies_zh).get(sp.ticker, sp.ticker)
+        for i in range(sp.items):
+            t_s = sp.at_s + sp.duration_s * (i + rng.random()) / sp.items
+            if i % 2 == 0:
+                items.append(news_zh(t_s, sp.ticker, name, "negative",
+                                     rng.choice(_ZH_SPIKE_NEWS), True))
+            else:
+                items.append(post_zh(t_s, sp.ticker, name, "negative",
+                                     rng.choice(_ZH_SPIKE_POSTS), True))
     # syndicated copies: the same story from another wire, a little later
-    news_items = [it for it in items if it.kind == "news" and not it.meta["spike"]]
+    news_items = [it for it in items if it.kind == "news" and not it.meta["spike"]
+                  and it.meta.get("lang") != "zh"]
     n_copies = int(round(len(news_items) * spec.copy_share))
     for orig in rng.sample(news_items, min(n_copies, len(news_items))):
         seq += 1

@@ -122,3 +122,23 @@ def test_read_jsonl_accepts_bare_producer_messages(tmp_path) -> None:
     assert got[1].published_at == datetime(2026, 11, 27, 9, tzinfo=UTC)
     assert got[1].key == b"TSLA"
     assert isinstance(got[0], FeedItem)
+
+
+def test_chinese_items_and_one_chinese_spike() -> None:
+    from services.feed.synthetic import COMPANIES_ZH
+
+    spike = SpikeSpec(ticker="300750.SZ", at_s=10 * 3600, duration_s=240, items=20)
+    items = generate(_spec(items=1500, zh_share=0.3, spike_zh=spike))
+    zh = [it for it in items if it.meta.get("lang") == "zh"]
+    assert 0.2 < len(zh) / len(items) < 0.4
+    assert {it.meta["ticker"] for it in zh} <= {t for t, _ in COMPANIES_ZH}
+    spiked = [it for it in zh if it.meta["spike"]]
+    assert len(spiked) == 20 and {it.meta["ticker"] for it in spiked} == {"300750.SZ"}
+    assert {it.kind for it in spiked} == {"news", "comment"}
+    values = [json.loads(it.value) for it in zh]
+    assert all("宁德时代" in v.get("title", v.get("text", "")) for v in
+               (json.loads(it.value) for it in spiked))
+    tagged = sum(1 for v in values if "lang" in v)
+    assert 0 < tagged < len(values)  # some untagged: ingest must detect the script
+    # English items are as before: no Chinese item is a syndicated copy or an English company
+    assert not any(it.meta.get("copy_of") for it in zh)
