@@ -72,20 +72,3 @@ def normalize_text(s: str) -> str:
         s = _CASHTAG_RE.sub(lambda m: "$" + m.group(1).upper(), s)
     return _WS_RE.sub(" ", s).strip()
 
-
-def normalizer_for(language: str):
-    """The normaliser a model of ``language`` trains and serves with (``en``: this module's
-    :func:`normalize_text`; ``zh``: :func:`models.text_zh.normalize_zh`)."""
-    if language == "zh":
-        from models.text_zh import normalize_zh
-
-        return normalize_zh
-    return normalize_text
-
-
-def normalization_version(language: str) -> str:
-    if language == "zh":
-        from models.text_zh import ZH_NORMALIZATION_VERSION
-
-        return ZH_NORMALIZATION_VERSION
-    return NORMALIZATION_VERSION

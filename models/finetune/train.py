@@ -48,12 +48,13 @@ from torch import nn
 
 from models.finetune.datasets import Example, balance_report
 from models.finetune.metrics import classification_metrics, format_metrics
+from models.normalizers import normalization_version
 from models.sentiment.config import BASE_PACKAGE, ModelConfig
 from models.sentiment.device import resolve_device
 from models.sentiment.network import build_classifier, save_checkpoint, tokenizer_file
 from models.sentiment.predictor import SentimentModel
 from models.sentiment.tokenize import TextEncoder
-from models.text import LABELS, normalization_version
+from models.text import LABELS
 
 
 @dataclass

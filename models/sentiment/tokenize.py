@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from models.text import normalizer_for
+from models.normalizers import normalizer_for
 
 CHARS_PER_TOKEN_CAP = 16
 """Texts are cut to ``max_length * CHARS_PER_TOKEN_CAP`` characters before
