@@ -2,7 +2,8 @@
 import pytest
 
 from models.lang import canonical_language, detect_language, document_language
-from models.text import normalize_text, normalizer_for
+from models.normalizers import normalizer_for
+from models.text import normalize_text
 from models.text_zh import normalize_zh, to_simplified, truncate_sentences
 
 
