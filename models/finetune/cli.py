@@ -363,8 +363,7 @@ def register(app: typer.Typer, language_defaults: LanguageDefaults | None = None
     ``language_defaults``: returns (languages, fallback or None) for ``classify`` when its
     options are not given (default: en,zh and en)."""
     global _language_defaults
-    if language_defaults is not None:
-        _language_defaults = language_defaults
+    _language_defaults = language_defaults
     app.command("train")(train_cmd)
     app.command("eval")(eval_cmd)
     app.command("classify")(classify_cmd)
