@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     dedup_window_s: int = Field(6 * 3600, description="Duplicates of a story within this window are dropped and counted.")
 
     # -- classification
-    model_registry: Path = Field(Path("var/models"), description="Model registry folder (versions and the production pointer).")
-    model_path: Path | None = Field(None, description="Serve this checkpoint folder instead of the registry's production version.")
+    model_registry: Path = Field(Path("var/models"), description="Model registry folder (versions and a production pointer per language).")
+    model_path: Path | None = Field(None, description="Serve this checkpoint folder instead of the registry's production models: it serves its own language, the others follow YUQING_LANGUAGE_FALLBACK.")
     device: str = Field("auto", description="Inference device: auto, cpu or cuda.")
     classify_max_batch: int = Field(0, description="Most documents per inference batch; 0: auto (64 on CPU, 256 on CUDA).")
     classify_actors: int = Field(4, ge=1, le=16, description="Classify agent actors per process sharing its one inference worker: while some wait for results, others fill the next batch.")
