@@ -36,3 +36,23 @@ def synthetic_rows(n: int = 42, seed: int = 0) -> list[tuple[str, str]]:
         lab = LABELS[i % 3]
         rows.append((f"{rng.choice(firms)} {rng.choice(cue[lab])} guidance item {i}", lab))
     return rows
+
+
+def make_tiny_checkpoint(folder: Path, base: Path, language: str = "en", version: str = "dev",
+                         seed: int = 0, entity_head: bool = True) -> Path:
+    """A servable yuqing checkpoint of ``language`` on the tiny base (random head, and a
+    random entity head unless ``entity_head`` is False): enough to tell which model scored a
+    text (its version) and that its language's text handling ran."""
+    from models.sentiment.config import ModelConfig
+    from models.sentiment.entities import EntityHead
+    from models.sentiment.network import build_classifier, save_checkpoint
+
+    cfg = ModelConfig(base_model=str(base), language=language, version=version, max_length=32)
+    net = build_classifier(cfg, seed=seed)
+    save_checkpoint(net, folder, cfg)
+    if entity_head:
+        import torch
+
+        torch.manual_seed(seed + 1)
+        EntityHead(cfg.hidden_size, len(cfg.labels)).save(folder)
+    return folder

@@ -3,7 +3,7 @@
     yuqing train --train FILE [--train FILE ...] [--label-map 0=negative,...] --out DIR
     yuqing eval --data FILE [--model DIR | --registry var/models] [--output metrics.json]
     yuqing models list|promote VERSION|rollback [--registry var/models]
-    yuqing classify --input texts.txt --output preds.jsonl [--model DIR | --registry ...]
+    yuqing classify --input texts.txt|lines.jsonl --output preds.jsonl [--model DIR | --registry ...]
 
 Errors exit with code 2 and say what to do next.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -162,46 +163,143 @@ def eval_cmd(
         write_metrics(out if len(out) > 1 else next(iter(out.values())), output)
 
 
+DEFAULT_LANGUAGES = ("en", "zh")
+DEFAULT_FALLBACK = "en"
+LanguageDefaults = Callable[[], tuple[Sequence[str], str | None]]
+_language_defaults: LanguageDefaults | None = None
+"""Where ``classify`` takes its --languages/--fallback defaults from (``register`` sets it:
+the ``yuqing`` CLI passes the settings' YUQING_LANGUAGES / YUQING_LANGUAGE_FALLBACK)."""
+
+
+def _languages_and_fallback(languages: str | None,
+                            fallback: str | None) -> tuple[tuple[str, ...], str | None]:
+    if languages is None or fallback is None:
+        d_langs, d_fb = (_language_defaults() if _language_defaults is not None
+                         else (DEFAULT_LANGUAGES, DEFAULT_FALLBACK))
+        if languages is None:
+            languages = ",".join(d_langs)
+        if fallback is None:
+            fallback = d_fb or "none"
+    langs = tuple(dict.fromkeys(x.strip().lower() for x in languages.split(",") if x.strip()))
+    fb = fallback.strip().lower()
+    if not langs:
+        _fail("--languages needs at least one language code, e.g. en,zh")
+    if fb != "none" and fb not in langs:
+        _fail(f"--fallback {fb} is not one of --languages ({','.join(langs)}): add it, or "
+              "pass --fallback none")
+    return langs, None if fb == "none" else fb
+
+
+def read_lines(src: Iterable[str], jsonl: bool) -> list[tuple[str, str | None]]:
+    """(text, lang tag or None) per input line: a plain line is its own text; a JSONL line
+    is an object with ``text`` and optionally ``lang``."""
+    out: list[tuple[str, str | None]] = []
+    for n, line in enumerate(src, 1):
+        line = line.rstrip("\r\n")
+        if not jsonl:
+            out.append((line, None))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            _fail(f"line {n} is not JSON ({e.msg}): one object per line, "
+                  '{"text": ..., "lang": ...}, or pass --format text')
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            _fail(f'line {n} has no "text" string: one object per line, '
+                  '{"text": ..., "lang": ...}')
+        tag = obj.get("lang")
+        out.append((obj["text"], tag if isinstance(tag, str) else None))
+    return out
+
+
 def classify_cmd(
     input: Annotated[
-        Path, typer.Option("--input", help="text file, one text per line ('-': stdin)")
+        Path, typer.Option("--input", help="text file, one text per line, or JSONL with "
+                                           "text and lang per line ('-': stdin)")
     ],
     output: Annotated[Path, typer.Option("--output", help="JSONL out ('-': stdout)")],
-    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="checkpoint folder: serves its own language, the others follow --fallback "
+             "(default: the registry's production model of each language)")] = None,
     registry: Annotated[
-        Path, typer.Option(help="registry for the production model")
+        Path, typer.Option(help="registry for the production models")
     ] = DEFAULT_REGISTRY,
     backend: Annotated[str, typer.Option(help="auto | fp32 | int8 | onnx (CPU)")] = "auto",
     device: Annotated[str, typer.Option()] = "auto",
     batch_size: Annotated[int, typer.Option()] = 64,
+    languages: Annotated[str | None, typer.Option(
+        help="languages served, comma separated (default: YUQING_LANGUAGES, en,zh)")] = None,
+    fallback: Annotated[str | None, typer.Option(
+        help="language whose model scores a line of a language with none, or none: such a "
+             "line gets an error row (default: YUQING_LANGUAGE_FALLBACK, en)")] = None,
+    input_format: Annotated[str, typer.Option(
+        "--format", help="auto (jsonl for *.jsonl / *.ndjson) | text | jsonl")] = "auto",
 ) -> None:
-    """Classify texts: JSONL lines with text, label, probabilities, version, truncated."""
+    """Classify texts, each by the model of its language (its JSONL ``lang``, else its
+    script): JSONL lines with text, lang, label, probabilities, version, model_language,
+    fallback, truncated (or, for a line no model serves, error)."""
+    from models.lang import document_language
+    from models.registry import ModelRef, RegistryError, production
+    from models.routing import fallback_reason, group_by_model, no_model_reason
+    from models.sentiment.config import ModelConfig
+
+    if input_format not in ("auto", "text", "jsonl"):
+        _fail("--format must be auto, text or jsonl")
     if str(input) != "-" and not input.is_file():
         _fail(f"{input} not found: pass --input FILE with one text per line")
-    sm = _load(model, registry, backend, device)
+    langs, fb = _languages_and_fallback(languages, fallback)
+    refs: dict[str, ModelRef] = {}
+    try:
+        if model is not None:
+            refs[ModelConfig.load(model).language] = ModelRef("?", model)
+        else:
+            for lang in langs:
+                ref = production(registry, lang)
+                if ref is not None:
+                    refs[lang] = ref
+    except (RegistryError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if not refs:
+        _fail(f"no production model for {', '.join(langs)} in {registry}: run `make model` "
+              f"(installs the shipped models) or pass --model DIR")
+    for lang in langs:
+        if lang not in refs and model is None:
+            follow = (f"scored by the {fb} model" if fb in refs else "not scored (error rows)")
+            typer.echo(f"note: no production model for {lang} in {registry}: its lines are "
+                       f"{follow}; run `make model` to install the shipped models", err=True)
+    jsonl = input_format == "jsonl" or (input_format == "auto" and
+                                        input.suffix in (".jsonl", ".ndjson"))
     src = sys.stdin if str(input) == "-" else input.open(encoding="utf-8", errors="replace")
-    texts = [line.rstrip("\r\n") for line in src]
-    preds = sm.predict(texts, batch_size=batch_size)
+    rows = read_lines(src, jsonl)
+    texts = [t for t, _ in rows]
+    routed = [document_language(tag, t) for t, tag in rows]
+    groups = group_by_model(routed, refs.keys(), fb)
+    out: list[dict] = [{}] * len(rows)
+    used: dict[str, str] = {}
+    for target, idx in groups.items():
+        if target is None:
+            for i in idx:
+                out[i] = {"text": texts[i], "lang": routed[i], "label": None,
+                          "error": no_model_reason(routed[i], fb)}
+            continue
+        sm = _load(refs[target].path, registry, backend, device)
+        used[target] = f"{sm.version} ({sm.backend})"
+        preds = sm.predict([texts[i] for i in idx], batch_size=batch_size)
+        for i, p in zip(idx, preds, strict=True):
+            out[i] = {"text": texts[i], "lang": routed[i], "label": p.label,
+                      "probabilities": p.probabilities, "version": p.version,
+                      "model_language": target,
+                      "fallback": fallback_reason(routed[i], target),
+                      "truncated": p.truncated}
     dst = sys.stdout if str(output) == "-" else output.open("w", encoding="utf-8")
-    for t, p in zip(texts, preds, strict=True):
-        dst.write(
-            json.dumps(
-                {
-                    "text": t,
-                    "label": p.label,
-                    "probabilities": p.probabilities,
-                    "version": p.version,
-                    "truncated": p.truncated,
-                },
-                ensure_ascii=False,
-            )
-            + "\n"
-        )
+    for row in out:
+        dst.write(json.dumps(row, ensure_ascii=False) + "\n")
     if dst is not sys.stdout:
         dst.close()
-        typer.echo(
-            f"classified {len(texts)} texts with {sm.version} ({sm.backend}) -> {output}", err=True
-        )
+        counts = {k: len(v) for k, v in groups.items()}
+        by = ", ".join(f"{counts[k]} by the {k} model {used[k]}" for k in used)
+        none = f", {counts[None]} with no model (error rows)" if None in counts else ""
+        typer.echo(f"classified {len(texts)} texts: {by}{none} -> {output}", err=True)
 
 
 @models_app.command("list")
@@ -260,8 +358,12 @@ def models_rollback(registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY
     typer.echo(f"production is now {v}")
 
 
-def register(app: typer.Typer) -> None:
-    """Mount train / eval / classify / models onto an existing Typer app."""
+def register(app: typer.Typer, language_defaults: LanguageDefaults | None = None) -> None:
+    """Mount train / eval / classify / models onto an existing Typer app.
+    ``language_defaults``: returns (languages, fallback or None) for ``classify`` when its
+    options are not given (default: en,zh and en)."""
+    global _language_defaults
+    _language_defaults = language_defaults
     app.command("train")(train_cmd)
     app.command("eval")(eval_cmd)
     app.command("classify")(classify_cmd)

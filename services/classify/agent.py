@@ -3,8 +3,12 @@
 ``stream.take_events(TAKE_DOCS, within=CLASSIFY_MAX_WAIT_S)`` collects a batch (the
 time bound keeps a quiet stream's documents from waiting for company); the batch's texts go
 to the :class:`~services.classify.scorer.Scorer` (the in-process inference worker, whose model
-runs in a thread, off the event loop). Scored documents carry the model version. A text the
-model cannot score is dead-lettered with the scorer's reason; the rest of its batch goes on.
+runs in a thread, off the event loop). Each document goes to the model of its language
+(``lang`` tag, else script; ``services.classify.router``); scored documents carry the language
+they were routed by, the language and version of the model that scored them, and a reason
+when that was the fallback language's model. A text the model cannot score (or that no model
+serves, with no fallback) is dead-lettered with the scorer's reason; the rest of its batch
+goes on.
 Before taking more from Kafka the agent waits for room in the worker's queue, so a saturated
 model pauses consumption instead of buffering without bound. The batch's sends are awaited
 until acknowledged before the next batch (= before Faust acks this one).
@@ -17,6 +21,7 @@ import logging
 
 import faust
 
+from models.lang import document_language
 from services.classify.entities import entity_sentiment, mention_spans
 from services.classify.scorer import ScoreError, Scorer
 from services.classify.serve import open_scorer
@@ -30,26 +35,39 @@ from services.stream.topics import Record, bytes_topic, deliver, doc_key
 log = logging.getLogger(__name__)
 
 
+def doc_languages(docs: list[CleanDoc]) -> list[str]:
+    """The language each document is routed by: its ``lang`` tag folded to the primary
+    subtag, or its text's dominant script when the tag is empty or malformed."""
+    return [document_language(d.lang, d.text) for d in docs]
+
+
 def score_batch_records(settings: Settings, events, docs: list[CleanDoc | None],
-                        results, scored_entities: list[list[str]] | None = None
-                        ) -> list[Record]:
+                        results, scored_entities: list[list[str]] | None = None,
+                        langs: list[str] | None = None) -> list[Record]:
     """docs.scored records for the parsed documents, DLQ records for the ones the model
-    refused; ``results`` has one entry per non-None doc, in order, and so has
-    ``scored_entities`` (the entities whose mention spans were submitted with it)."""
+    refused; ``results`` has one entry per non-None doc, in order, and so have
+    ``scored_entities`` (the entities whose mention spans were submitted with it) and
+    ``langs`` (the languages they were routed by; default :func:`doc_languages`)."""
     now = utcnow()
     records: list[Record] = []
     it = iter(results)
     ents_it = iter(scored_entities) if scored_entities is not None else None
+    if langs is None:
+        langs = doc_languages([d for d in docs if d is not None])
+    lang_it = iter(langs)
     for ev, doc in zip(events, docs, strict=True):
         if doc is None:
             continue
         res = next(it)
         ents = next(ents_it) if ents_it is not None else []
+        lang = next(lang_it)
         if isinstance(res, ScoreError):
             records.append(reject(settings.topic_dlq, ev.message, res.reason, res.message,
                                   "classify"))
             continue
-        scored = ScoredDoc(**doc.model_dump(), sentiment=res.to_sentiment(),
+        fields = doc.model_dump()
+        fields["lang"] = lang
+        scored = ScoredDoc(**fields, sentiment=res.to_sentiment(lang),
                            entity_sentiment=entity_sentiment(doc, res, ents), classified_at=now)
         records.append((settings.topic_docs_scored, doc_key(doc),
                         scored.model_dump_json().encode()))
@@ -111,12 +129,14 @@ def register(app: faust.App, settings: Settings) -> None:
         texts = [d.text for d in parsed]
         linked = [mention_spans(d) for d in parsed]
         spans = [s or None for _, s in linked]
+        langs = doc_languages(parsed)
         try:
-            results = await scorer.submit_many(texts, spans) if texts else []
+            results = await scorer.submit_many(texts, spans, langs) if texts else []
         except Exception as exc:  # noqa: BLE001 - per-item errors come back as values
             die("classify: scoring", exc)
             return
-        records += score_batch_records(settings, events, docs, results, [e for e, _ in linked])
+        records += score_batch_records(settings, events, docs, results, [e for e, _ in linked],
+                                       langs)
         await until_durable("classify deliver", lambda r=records: deliver(app.producer, r))
 
     @app.agent(topic, name="classify", concurrency=settings.classify_actors)

@@ -2,8 +2,10 @@
 
 On a GPU the forward pass is ~10x faster than tokenising through the usual wrappers, so
 the per-item Python work around the Rust tokenizer decides throughput. This encoder keeps
-the model's tokenizer and ``normalize_text`` (no train/serve skew; the output is checked
-against ``model.encode`` at construction and in the tests) and removes glue:
+the model's tokenizer and its language's text preparation (``TextEncoder.normalize``, and
+for Chinese the cut at a sentence end within the token budget: exactly
+``TextEncoder._prepare``; no train/serve skew; the output is checked against
+``model.encode`` at construction and in the tests) and removes glue:
 
 * ``encode_batch_fast`` (no offset tracking) on a private clone of the model's tokenizer;
 * truncation detected from lengths instead of per-item ``overflowing`` lists: the clone
@@ -30,7 +32,7 @@ from tokenizers import Tokenizer
 
 from models.sentiment import Encoded, SentimentModel
 from models.sentiment.tokenize import CHARS_PER_TOKEN_CAP, TextEncoder
-from models.text import normalize_text
+from models.text_zh import truncate_sentences
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ _PROBES = (
     "$tsla 🚀🚀 特斯拉 股价 上涨 \x00\u200b",
     "word " * 300,
     "x" * 5000,
+    "騰訊控股業績大增！！！！ $贵州茅台(SH600519)$ 回复@股民甲: 利好 ＡＢＣ１２３",
+    "公司公告称，因涉嫌信息披露违法违规被立案调查。" * 8,
+    "营收增长" * 40,
 )
 
 
@@ -58,6 +63,10 @@ class FastEncoder:
         self._cache: dict[str, tuple[list[int], bool]] = {}
         self._cache_lock = threading.Lock()
         self._char_cap = self.max_length * CHARS_PER_TOKEN_CAP
+        self._normalize = te.normalize  # the model's language's normaliser
+        # Chinese: texts longer than the token budget are cut at a sentence end (as in
+        # TextEncoder._prepare; the self-check below proves the two agree); None elsewhere
+        self._sentence_budget: int | None = getattr(te, "_sentence_budget", None)
         self.pad_id = int(getattr(te, "pad_id", 0))
         self._fast = False
         try:
@@ -122,8 +131,15 @@ class FastEncoder:
             miss_text.append(t)
         if miss_idx:
             cut = [len(t) > cap for t in miss_text]
-            prepared = [normalize_text(t[:cap]) if c else normalize_text(t)
+            normalize = self._normalize
+            prepared = [normalize(t[:cap]) if c else normalize(t)
                         for t, c in zip(miss_text, cut, strict=True)]
+            budget = self._sentence_budget
+            if budget is not None:
+                for j, p in enumerate(prepared):
+                    if len(p) > budget:
+                        prepared[j] = truncate_sentences(p, budget)
+                        cut[j] = True
             encs = self._tok.encode_batch_fast(prepared)
             limit, close = self.max_length, self._close_id
             new: list[tuple[str, list[int], bool]] = []
@@ -165,11 +181,12 @@ class FastEncoder:
 
 
 def tokenizer_key(source: SentimentModel | TextEncoder) -> str:
-    """Identity of a tokenisation (vocabulary, rules, max length): models trained from the
-    same base share it, so a hot swap between them needs no re-tokenisation."""
+    """Identity of a tokenisation (vocabulary, rules, max length, language: the language picks
+    the normaliser): models trained from the same base for the same language share it, so a
+    hot swap between them needs no re-tokenisation."""
     te = source.text_encoder if isinstance(source, SentimentModel) else source
     digest = hashlib.sha1(te.tokenizer.to_str().encode(), usedforsecurity=False).hexdigest()
-    return f"{digest[:16]}:{te.max_length}"
+    return f"{digest[:16]}:{te.max_length}:{getattr(te, 'language', 'en')}"
 
 
 # ---- tokenizer processes ------------------------------------------------------------------
@@ -180,14 +197,15 @@ def tokenizer_key(source: SentimentModel | TextEncoder) -> str:
 _PROC: dict[str, FastEncoder] = {}
 
 
-def process_init(key: str, tokenizer_json: str, max_length: int, cache_size: int) -> None:
+def process_init(key: str, tokenizer_json: str, max_length: int, cache_size: int,
+                 language: str = "en") -> None:
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "tokenizer.json"
         path.write_text(tokenizer_json)
-        _PROC[key] = FastEncoder(TextEncoder(path, max_length), cache_size)
+        _PROC[key] = FastEncoder(TextEncoder(path, max_length, language), cache_size)
 
 
 def process_encode(key: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

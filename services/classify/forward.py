@@ -128,6 +128,7 @@ def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
     real = slots = 0
     if len(ok):
         labels, version = model.labels, model.version
+        language = model.config.language
         top = probs.argmax(1).tolist()
         rows = probs.tolist()
         trunc = truncated[ok].tolist()
@@ -146,7 +147,7 @@ def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
                     log.exception("entity scoring failed for one document")
                     metrics.item_errors.labels(reason="entity_error").inc()
             results[i] = Scored(labels[top[j]], dict(zip(labels, rows[j], strict=True)),
-                                version, trunc[j], ents)
+                                version, trunc[j], ents, language)
         real, slots = int(lengths[ok].sum()), len(ok) * int(lengths[ok].max())
         metrics.padding_ratio.observe(1.0 - real / slots)
         metrics.batch_tokens.observe(slots)

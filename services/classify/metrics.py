@@ -55,19 +55,28 @@ class ClassifyMetrics:
         self.backpressure_waits = Counter("yuqing_classify_backpressure_waits",
                                           "Times a caller waited for room in the queue.",
                                           registry=r)
-        self.model = Info("yuqing_classify_model", "Model currently serving.", registry=r)
+        self.model = Info("yuqing_classify_model", "Model currently serving, per language.",
+                          ["language"], registry=r)
         self.model_loaded = Gauge("yuqing_classify_model_loaded",
-                                  "1 for the version serving now (label version).", ["version"],
-                                  registry=r)
+                                  "1 for the version serving each language now.",
+                                  ["language", "version"], registry=r)
+        self._serving: dict[str, str] = {}  # language -> version with a model_loaded series
+        self._serving_lock = threading.Lock()
         self.model_swaps = Counter("yuqing_classify_model_swaps", "Hot swaps done.", registry=r)
         self.model_load_failures = Counter("yuqing_classify_model_load_failures",
                                            "Model versions that failed to load (old one kept).",
                                            registry=r)
 
-    def set_model(self, version: str, backend: str, device: str) -> None:
-        self.model.info({"version": version, "backend": backend, "device": device})
-        self.model_loaded.clear()
-        self.model_loaded.labels(version=version).set(1)
+    def set_model(self, version: str, backend: str, device: str, language: str = "en") -> None:
+        """``version`` serves ``language`` now (the one before it for that language is gone)."""
+        self.model.labels(language=language).info(
+            {"version": version, "backend": backend, "device": device})
+        with self._serving_lock:
+            old = self._serving.get(language)
+            if old is not None and old != version:
+                self.model_loaded.remove(language, old)
+            self._serving[language] = version
+        self.model_loaded.labels(language=language, version=version).set(1)
 
 
 # Keyed by the registry object itself, weakly: keying by id() returned a dead registry's

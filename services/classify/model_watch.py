@@ -6,8 +6,14 @@ version. A new version is loaded and warmed up off the event loop while the old 
 serving; if loading fails, the failure is logged and counted, the old model stays, and the
 same broken version is not retried until the pointer changes again.
 
-The product never serves an untrained head: with no production model, :func:`load_initial`
-raises :class:`ModelLoadError` that says how to get one.
+One watcher per language (``registry_pointer(root, language)``: ``production.json`` for
+English, ``production-<lang>.json`` for the others), each swapping its own model; the
+classify worker routes documents between them (``services.classify.router``).
+
+The product never serves an untrained head: with no production model at all, start-up
+raises :class:`ModelLoadError` that says how to get one. A language whose pointer is absent
+may start empty (``ModelWatcher.start(required=False)``): it is logged once, its documents
+follow the fallback, and the watcher loads the model as soon as the pointer appears.
 """
 from __future__ import annotations
 
@@ -42,19 +48,21 @@ class StaticModel:
     def __init__(self, model: SentimentModel) -> None:
         self.model = model
 
+    loaded = True
+
     def current(self) -> SentimentModel:
         return self.model
 
 
-def registry_pointer(registry: Path) -> Callable[[], ModelRef | None]:
-    """A function returning the registry's production version (``models.registry``), or
-    ``None`` if nothing is promoted yet. A corrupt pointer or production folder raises
-    ModelLoadError (a running watcher then keeps its current model)."""
+def registry_pointer(registry: Path, language: str = "en") -> Callable[[], ModelRef | None]:
+    """A function returning the registry's production version of ``language``
+    (``models.registry``), or ``None`` if nothing is promoted for it yet. A corrupt pointer
+    or production folder raises ModelLoadError (a running watcher then keeps its model)."""
     root = Path(registry)
 
     def read() -> ModelRef | None:
         try:
-            return production(root)
+            return production(root, language)
         except RegistryError as e:
             raise ModelLoadError(str(e)) from e
 
@@ -86,12 +94,14 @@ class ModelWatcher:
         poll_s: float = 5.0,
         metrics: ClassifyMetrics | None = None,
         describe: str = "the model registry",
+        language: str = "en",
     ) -> None:
         self._pointer = pointer
         self._load = load
         self.poll_s = poll_s
         self.metrics = metrics
         self.describe = describe
+        self.language = language  # the pointer's language (metrics, log lines)
         self._model: SentimentModel | None = None
         self._ref: ModelRef | None = None
         self._failed: ModelRef | None = None
@@ -105,19 +115,30 @@ class ModelWatcher:
         return self._model
 
     @property
+    def loaded(self) -> bool:
+        """Whether a model serves (False only after ``start(required=False)`` found none)."""
+        return self._model is not None
+
+    @property
     def ref(self) -> ModelRef | None:
         return self._ref
 
-    async def start(self) -> SentimentModel:
-        """Load the production model (raises ModelLoadError if there is none or it is broken)
-        and start polling."""
+    async def start(self, required: bool = True) -> SentimentModel | None:
+        """Load the production model and start polling. No pointer: ModelLoadError saying
+        how to get a model, or with ``required=False`` None (polling still starts, and the
+        model is loaded when the pointer appears). A broken one: ModelLoadError."""
         ref = await asyncio.to_thread(self._pointer)
+        model = None
         if ref is None:
-            raise ModelLoadError(f"no production model in {self.describe}: {HOW_TO_GET_A_MODEL}")
-        model = await asyncio.to_thread(self._load, ref)
-        self._install(ref, model)
+            if required:
+                raise ModelLoadError(
+                    f"no production model in {self.describe}: {HOW_TO_GET_A_MODEL}")
+        else:
+            model = await asyncio.to_thread(self._load, ref)
+            self._install(ref, model)
         if self.poll_s > 0:
-            self._task = asyncio.create_task(self._poll(), name="yuqing-model-watch")
+            self._task = asyncio.create_task(self._poll(),
+                                             name=f"yuqing-model-watch-{self.language}")
         return model
 
     async def stop(self) -> None:
@@ -148,7 +169,7 @@ class ModelWatcher:
         self.swaps += 1
         if self.metrics is not None:
             self.metrics.model_swaps.inc()
-        log.info("model swapped %s -> %s (loaded in %.1fs)",
+        log.info("%s model swapped %s -> %s (loaded in %.1fs)", self.language,
                  old.version if old else None, ref.version, time.perf_counter() - t0)
         return True
 
@@ -160,7 +181,8 @@ class ModelWatcher:
     def _install(self, ref: ModelRef, model: SentimentModel) -> None:
         self._model, self._ref, self._failed, self.last_error = model, ref, None, None
         if self.metrics is not None:
-            self.metrics.set_model(model.version, getattr(model, "backend", "?"), str(model.device))
+            self.metrics.set_model(model.version, getattr(model, "backend", "?"),
+                                   str(model.device), self.language)
 
     def _report(self, ref: ModelRef | None, e: BaseException) -> None:
         self._failed = ref
@@ -168,7 +190,7 @@ class ModelWatcher:
         if self.metrics is not None:
             self.metrics.model_load_failures.inc()
         serving = self._ref.version if self._ref else None
-        log.error("model %s failed to load, still serving %s: %s",
+        log.error("%s model %s failed to load, still serving %s: %s", self.language,
                   ref.version if ref else "pointer", serving, e)
 
 
@@ -179,21 +201,26 @@ async def production_provider(
     backend: str = "auto",
     poll_s: float = 5.0,
     metrics: ClassifyMetrics | None = None,
+    language: str = "en",
+    required: bool = True,
 ) -> StaticModel | ModelWatcher:
-    """What the product serves: a fixed checkpoint if ``model_path`` is set, else the
-    registry's production version, followed by a started :class:`ModelWatcher`."""
+    """What the product serves for ``language``: a fixed checkpoint if ``model_path`` is set,
+    else the registry's production version of that language, followed by a started
+    :class:`ModelWatcher` (not ``required``: possibly empty until the pointer appears)."""
     if model_path is not None:
         ref = ModelRef(version="?", path=Path(model_path))
         model = await asyncio.to_thread(load_checkpoint, ref, device, backend)
         if metrics is not None:
-            metrics.set_model(model.version, getattr(model, "backend", "?"), str(model.device))
+            metrics.set_model(model.version, getattr(model, "backend", "?"), str(model.device),
+                              model.config.language)
         return StaticModel(model)
     watcher = ModelWatcher(
-        registry_pointer(registry),
+        registry_pointer(registry, language),
         lambda ref: load_checkpoint(ref, device, backend),
         poll_s=poll_s,
         metrics=metrics,
-        describe=f"the registry {registry}",
+        describe=f"the registry {registry}" + ("" if language == "en" else f" for {language}"),
+        language=language,
     )
-    await watcher.start()
+    await watcher.start(required=required)
     return watcher

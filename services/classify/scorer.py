@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from models.routing import fallback_reason
 from services.core.schemas import Sentiment
 
 EntitySpans = list[list[tuple[int, int]]]
@@ -42,17 +43,23 @@ class Scored:
     model_version: str
     truncated: bool = False
     entities: tuple[EntityScore, ...] = ()
+    model_language: str = "en"  # the language of the model that produced it
 
-    def to_sentiment(self) -> Sentiment:
+    def to_sentiment(self, lang: str | None = None) -> Sentiment:
+        """The message field; ``lang``: the language the document was routed by, so a score
+        from another language's model (the fallback) carries its reason."""
         return Sentiment(label=self.label, probabilities=self.probabilities,  # type: ignore[arg-type]
-                         model_version=self.model_version, truncated=self.truncated)
+                         model_version=self.model_version, truncated=self.truncated,
+                         model_language=self.model_language,
+                         fallback=None if lang is None else fallback_reason(lang,
+                                                                             self.model_language))
 
 
 @dataclass(frozen=True, slots=True)
 class ScoreError:
     """Why one item could not be scored. ``reason`` is the DLQ code (see DeadLetter.reason)."""
 
-    reason: str  # empty_text | not_text | classify_error | non_finite_output | shutdown
+    reason: str  # empty_text | not_text | classify_error | non_finite_output | no_model
     message: str
 
 
@@ -64,10 +71,14 @@ class Scorer(Protocol):
     """What the classify agent needs from an inference backend."""
 
     async def submit_many(self, texts: Sequence[str],
-                          spans: Sequence[EntitySpans | None] | None = None) -> list[Result]:
+                          spans: Sequence[EntitySpans | None] | None = None,
+                          langs: Sequence[str] | None = None) -> list[Result]:
         """Score ``texts``; one result per text, in input order. Waits (never drops) while
         the scorer is saturated. ``spans`` (one entry per text, None for texts without
-        entity mentions): score each entity's mentions too (``Scored.entities``)."""
+        entity mentions): score each entity's mentions too (``Scored.entities``). ``langs``
+        (one canonical language per text, see ``models.lang.document_language``): route each
+        text to its language's model (a one-model scorer scores all with its own); each
+        result names the language of the model that scored it (``Scored.model_language``)."""
         ...
 
     async def wait_for_room(self, n: int = 1) -> None:

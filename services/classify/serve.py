@@ -1,4 +1,5 @@
-"""The product's inference worker, built from settings: device, batch shape, threads.
+"""The product's scorer, built from settings: languages and their models, device, batch
+shape, threads.
 
 Everything here is a choice about *this host* (CPU or GPU, how many cores, which model
 is promoted); ``worker.py`` stays a mechanism that takes explicit numbers, so tests and
@@ -7,16 +8,25 @@ the benchmarks build it with other values without settings.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from models.sentiment.device import resolve_device
 from services.classify.metrics import ClassifyMetrics, classify_metrics
-from services.classify.model_watch import ModelWatcher, production_provider
+from services.classify.model_watch import (
+    HOW_TO_GET_A_MODEL,
+    ModelProvider,
+    ModelWatcher,
+    production_provider,
+)
+from services.classify.router import LanguageRouter
 from services.classify.scorer import Scorer
 from services.classify.worker import InferenceWorker
 from services.core.config import Settings
-from services.core.errors import ConfigError
+from services.core.errors import ConfigError, ModelLoadError
+
+log = logging.getLogger(__name__)
 
 
 def cpu_parallelism(forward_threads: int, cpus: int | None = None) -> tuple[int, int]:
@@ -45,18 +55,20 @@ PARTIAL_BATCH_MAX_WAIT_MS = 50
 @asynccontextmanager
 async def open_inference_worker(
     settings: Settings, metrics: ClassifyMetrics | None = None
-) -> AsyncIterator[InferenceWorker]:
-    """The product's worker: the production model (or ``model_path``), followed for hot
-    swaps, behind a started worker configured from ``settings``. Raises ModelLoadError
-    (saying how to get a model) when there is nothing to serve, ConfigError for a device
-    this host does not have.
+) -> AsyncIterator[LanguageRouter]:
+    """The product's scorer: one worker per language of ``languages``, each serving that
+    language's production model (followed for hot swaps), behind a started
+    :class:`~services.classify.router.LanguageRouter` configured from ``settings``. With
+    ``model_path``, that one checkpoint serves its own language and the others follow the
+    fallback. Raises ModelLoadError (saying how to get a model) when no language has a model,
+    ConfigError for a device this host does not have.
 
     Usage in the classify agent::
 
         async with open_inference_worker(settings) as scorer:
             async for batch in stream.take(n, within=...):
                 await scorer.wait_for_room(len(batch))   # backpressure: pauses consumption
-                results = await scorer.submit_many([d.text for d in batch])
+                results = await scorer.submit_many([d.text for d in batch], None, langs)
     """
     metrics = metrics or classify_metrics()
     try:
@@ -80,35 +92,77 @@ async def open_inference_worker(
         # (restored when the worker closes, for processes that do more than serve)
         threads_before = torch.get_num_threads()
         torch.set_num_threads(intra)
-    provider = await production_provider(
-        settings.model_registry, settings.model_path, device=device,
-        backend=settings.classify_backend, poll_s=settings.model_poll_s, metrics=metrics,
-    )
-    worker = InferenceWorker(
-        provider,
-        max_batch=max_batch,
-        max_wait_ms=PARTIAL_BATCH_MAX_WAIT_MS,
-        compile_mode=settings.classify_compile,
-        forward_threads=forward_threads,
-        max_padding=max_padding,
-        metrics=metrics,
-    )
+
+    def make_worker(provider: ModelProvider) -> InferenceWorker:
+        return InferenceWorker(
+            provider,
+            max_batch=max_batch,
+            max_wait_ms=PARTIAL_BATCH_MAX_WAIT_MS,
+            compile_mode=settings.classify_compile,
+            forward_threads=forward_threads,
+            max_padding=max_padding,
+            metrics=metrics,
+        )
+
+    providers: dict[str, ModelProvider] = {}
     try:
-        await worker.start()
-        yield worker
+        providers.update(await language_providers(settings, device, metrics))
+        router = LanguageRouter(providers, make_worker, settings.fallback_language, metrics)
+        try:
+            await router.start()
+            yield router
+        finally:
+            await router.stop()
     finally:
-        await worker.stop()
-        if isinstance(provider, ModelWatcher):
-            await provider.stop()
+        for provider in providers.values():
+            if isinstance(provider, ModelWatcher):
+                await provider.stop()
         if not cuda:
             import torch
 
             torch.set_num_threads(threads_before)
 
 
+async def language_providers(settings: Settings, device: str,
+                             metrics: ClassifyMetrics | None = None) -> dict[str, ModelProvider]:
+    """Per language, what serves it: ``model_path``'s checkpoint for its own language only;
+    else a started watcher on each configured language's production pointer. A language with
+    no pointer yet is logged (once) and served as soon as one appears; with none for any
+    language, ModelLoadError says how to get a model."""
+    common = dict(device=device, backend=settings.classify_backend, poll_s=settings.model_poll_s,
+                  metrics=metrics)
+    if settings.model_path is not None:
+        fixed = await production_provider(settings.model_registry, settings.model_path, **common)
+        return {fixed.current().config.language: fixed}
+    out: dict[str, ModelProvider] = {}
+    try:
+        for lang in settings.language_list:
+            watcher = await production_provider(settings.model_registry, None, **common,
+                                                language=lang, required=False)
+            out[lang] = watcher
+        missing = [lang for lang, p in out.items() if not p.loaded]  # type: ignore[attr-defined]
+        if len(missing) == len(out):
+            raise ModelLoadError(
+                f"no production model for {', '.join(missing)} in the registry "
+                f"{settings.model_registry}: {HOW_TO_GET_A_MODEL}")
+    except BaseException:
+        for p in out.values():
+            if isinstance(p, ModelWatcher):
+                await p.stop()
+        raise
+    fallback = settings.fallback_language
+    for lang in missing:
+        follow = (f"scored by the {fallback} model" if fallback and fallback not in missing
+                  else "dead-lettered (reason no_model)")
+        log.warning("no production model for language %s in %s: its documents are %s until "
+                    "one is promoted (hot-loaded); run `make model` to install the shipped "
+                    "models", lang, settings.model_registry, follow)
+    return out
+
+
 async def open_scorer(settings: Settings) -> tuple[Scorer, contextlib.AsyncExitStack]:
-    """The inference worker serving the registry's production model (or ``model_path``), and
-    the stack that stops it.
+    """The scorer serving the registry's production model of each language (or
+    ``model_path``), and the stack that stops it.
 
     Fails with ModelLoadError (whose message says how to get a model) when there is none:
     the product never falls back to an untrained head.

@@ -70,7 +70,8 @@ class Tokenizers:
         te = model.text_encoder
         self._procs = ProcessPoolExecutor(
             self.processes, mp_context=get_context("spawn"), initializer=process_init,
-            initargs=(key, te.tokenizer.to_str(), te.max_length, self.cache_size))
+            initargs=(key, te.tokenizer.to_str(), te.max_length, self.cache_size,
+                      te.language))
         self._proc_key = key
 
     def _tokenize(self, chunk: Chunk) -> Tokenised:

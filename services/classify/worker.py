@@ -201,10 +201,13 @@ class InferenceWorker:
             await fut
 
     async def submit_many(self, texts: Sequence[str],
-                          spans: Sequence[EntitySpans | None] | None = None) -> list[Result]:
+                          spans: Sequence[EntitySpans | None] | None = None,
+                          langs: Sequence[str] | None = None) -> list[Result]:
         """See :class:`~services.classify.scorer.Scorer`. ``spans``: one entry per text (its
         entities' mention spans, or None); with a model that has an entity head, the results
-        of texts with spans carry per-entity scores from the same forward pass."""
+        of texts with spans carry per-entity scores from the same forward pass. ``langs`` is
+        not read: this worker serves one model, whatever the language (routing is
+        :class:`~services.classify.router.LanguageRouter`'s), and stamps its language."""
         if spans is not None and len(spans) != len(texts):
             raise ValueError(f"{len(spans)} span lists for {len(texts)} texts")
         if spans is not None and not any(spans):
@@ -246,7 +249,7 @@ class InferenceWorker:
             chunk = Chunk(req, pos, part_texts, part_spans)
             self._queued += len(part)
             self._tokenizing += 1
-            self.metrics.queue_depth.set(self._queued)
+            self.metrics.queue_depth.inc(len(part))  # summed over the workers sharing it
             fut = self._tokenizers.submit(loop, chunk)
             fut.add_done_callback(lambda f, c=chunk: self._chunk_ready(c, f))
         return await req.future  # type: ignore[return-value]
@@ -345,7 +348,7 @@ class InferenceWorker:
             chunk.outstanding -= len(rows)
             if chunk.outstanding <= 0:
                 self._chunks.pop(chunk.cid, None)
-        self.metrics.queue_depth.set(self._queued)
+        self.metrics.queue_depth.dec(n)
         if self._queued == 0:
             self._drained.set()
         waiters, self._room_waiters = self._room_waiters, []
@@ -365,6 +368,7 @@ class InferenceWorker:
             if chunk.outstanding <= 0:
                 del self._chunks[cid]
             self._queued -= count
+            self.metrics.queue_depth.dec(count)
 
     # ---- forward and finisher threads --------------------------------------------------
     def _prepare_model(self, model: SentimentModel) -> None:

@@ -14,15 +14,18 @@ demo or a second deployment on the same cluster never touches another's data.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.errors import ConfigError
 
 ENV_PREFIX = "YUQING_"
+NO_FALLBACK = "none"
+_LANG_RE = re.compile(r"^[a-z]{2,3}$")
 
 
 class Settings(BaseSettings):
@@ -52,8 +55,8 @@ class Settings(BaseSettings):
     dedup_window_s: int = Field(6 * 3600, description="Duplicates of a story within this window are dropped and counted.")
 
     # -- classification
-    model_registry: Path = Field(Path("var/models"), description="Model registry folder (versions and the production pointer).")
-    model_path: Path | None = Field(None, description="Serve this checkpoint folder instead of the registry's production version.")
+    model_registry: Path = Field(Path("var/models"), description="Model registry folder (versions and a production pointer per language).")
+    model_path: Path | None = Field(None, description="Serve this checkpoint folder instead of the registry's production models: it serves its own language, the others follow YUQING_LANGUAGE_FALLBACK.")
     device: str = Field("auto", description="Inference device: auto, cpu or cuda.")
     classify_max_batch: int = Field(0, description="Most documents per inference batch; 0: auto (64 on CPU, 256 on CUDA).")
     classify_actors: int = Field(4, ge=1, le=16, description="Classify agent actors per process sharing its one inference worker: while some wait for results, others fill the next batch.")
@@ -61,6 +64,8 @@ class Settings(BaseSettings):
     classify_backend: str = Field("auto", description="CPU inference backend: auto (picked per host), fp32, int8 or onnx. CUDA runs bf16.")
     classify_forward_threads: int = Field(0, description="CPU: batches run side by side, the cores split between them; 0: auto (one per core, at most 4).")
     classify_compile: str | None = Field(None, description="torch.compile mode for the CUDA path (e.g. reduce-overhead); unset: off.")
+    languages: str = Field("en,zh", description="Languages the classify worker serves, comma separated: one model each, the registry's production pointer of that language (production.json for en, production-<lang>.json), each hot-loaded; one with no model yet is logged at start-up and follows the fallback until its pointer appears.")
+    language_fallback: str = Field("en", description="A document whose language has no model serving: a language of YUQING_LANGUAGES scores it (stamped sentiment.fallback), or none: it goes to the DLQ (reason no_model).")
 
     stop_grace_s: float = Field(30.0, ge=0, description="A stopping worker finishes its batches in flight for up to this long; past it, it exits without committing them (they are processed again).")
 
@@ -153,6 +158,42 @@ class Settings(BaseSettings):
     def redis_prefix(self) -> str:
         return self.namespace
 
+    @property
+    def language_list(self) -> tuple[str, ...]:
+        """``languages`` as a tuple, in the configured order."""
+        return tuple(self.languages.split(","))
+
+    @property
+    def fallback_language(self) -> str | None:
+        """The language whose model scores documents of a language with none; None: DLQ."""
+        return None if self.language_fallback == NO_FALLBACK else self.language_fallback
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: str) -> str:
+        langs = [p.strip().lower() for p in v.split(",") if p.strip()]
+        bad = [p for p in langs if not _LANG_RE.match(p)]
+        if bad or not langs:
+            raise ValueError("expected comma-separated language codes such as en,zh"
+                             + (f" (not a code: {', '.join(bad)})" if bad else ""))
+        return ",".join(dict.fromkeys(langs))
+
+    @field_validator("language_fallback")
+    @classmethod
+    def _language_fallback(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v != NO_FALLBACK and not _LANG_RE.match(v):
+            raise ValueError(f"expected a language code such as en, or {NO_FALLBACK}")
+        return v
+
+    @model_validator(mode="after")
+    def _fallback_is_served(self) -> Settings:
+        if self.language_fallback != NO_FALLBACK and self.language_fallback not in self.language_list:
+            raise ValueError(f"YUQING_LANGUAGE_FALLBACK={self.language_fallback} is not one of "
+                             f"YUQING_LANGUAGES ({self.languages}): add it there, or use "
+                             f"{NO_FALLBACK} to dead-letter such documents")
+        return self
+
     @field_validator("webhook_allow_networks")
     @classmethod
     def _networks(cls, v: str) -> str:
@@ -185,6 +226,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
+            if not err["loc"]:  # a rule across fields: its message names them
+                problems.append(err["msg"].removeprefix("Value error, "))
+                continue
             field = str(err["loc"][0]) if err["loc"] else "?"
             name = env_name(field) if field in Settings.model_fields else field
             problems.append(f"{name}={err.get('input')!r}: {err['msg']}")

@@ -125,6 +125,13 @@ class Sentiment(BaseModel):
     probabilities: dict[str, float]
     model_version: str
     truncated: bool = False
+    model_language: str = Field(
+        "en", description="Language of the model that scored the document (one model per "
+                          "language). Older messages: en.")
+    fallback: str | None = Field(
+        None, description="Set when no model of the document's language was serving and the "
+                          "fallback language's model scored it: why, e.g. 'no model for "
+                          "language ja: scored by the en model'. None: its own language's model.")
 
 
 EntitySource = Literal["entity", "document"]
@@ -146,6 +153,10 @@ class EntitySentiment(BaseModel):
 class ScoredDoc(CleanDoc):
     """A document with its sentiment (``yuqing.docs.scored``)."""
 
+    lang: str = Field(
+        "en", description="The language the classifier routed it by: CleanDoc.lang folded to "
+                          "its primary subtag (zh-Hant-HK -> zh), or the text's dominant script "
+                          "when that tag is empty or malformed (und: no letters at all).")
     sentiment: Sentiment
     entity_sentiment: list[EntitySentiment] = Field(
         default_factory=list,

@@ -63,7 +63,7 @@ async def test_follows_the_pointer_and_keeps_serving_through_a_bad_version(
     await w.start()
     assert w.current().version == "v1"
     assert w.ref == ModelRef("v1", registry / "versions" / "v1")
-    assert metrics.model_loaded.labels(version="v1")._value.get() == 1
+    assert metrics.model_loaded.labels(language="en", version="v1")._value.get() == 1
     assert not await w.check_once()  # pointer unchanged: nothing to do
 
     _promote(registry, "v3-broken")
