@@ -78,6 +78,18 @@ class BulkOp:
     doc: ScoredDoc | Alert
 
 
+def _reason(exc: ApiError) -> str:
+    """Elasticsearch's own reason for refusing a request (its root cause), else the message."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error") or {}
+    if isinstance(err, dict):
+        causes = err.get("root_cause") or [err]
+        reason = causes[0].get("reason") if isinstance(causes[0], dict) else None
+        if reason:
+            return str(reason)
+    return str(exc.message)
+
+
 def es_client(url: str) -> AsyncElasticsearch:
     """A client for the stream stages: short timeouts and no client-side retries, because
     outages are retried by ``until_durable`` around the whole batch."""
@@ -192,7 +204,15 @@ class EsWriter:
             comps = component_templates(self.prefix, self.alerts_index, replicas=self.replicas,
                                         zh=self.zh_analysis)
             for name, body in comps.items():
-                await self.es.cluster.put_component_template(name=name, **body)
+                try:
+                    await self.es.cluster.put_component_template(name=name, **body)
+                except ApiError as exc:
+                    if exc.meta.status != 400 or name != f"{self.prefix}-mappings":
+                        raise
+                    raise BackendRejected(
+                        f"template {name} refused: {_reason(exc)}; with YUQING_ES_ZH_ANALYSIS="
+                        f"{self.zh_analysis} every node needs that analysis plugin "
+                        "(docs/search.md), or set it to bigram", "elasticsearch") from exc
             for name, body in index_templates(self.prefix, self.alerts_index).items():
                 await self.es.indices.put_index_template(name=name, **body)
         await self._extend_existing()

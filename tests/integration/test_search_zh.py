@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from services.api.text_query import simple_clause, text_query
+from services.core.errors import BackendRejected
 from services.core.schemas import ScoredDoc, Sentiment
 from services.index.sink import EsSink
 from services.stream.es_layout import (
@@ -181,3 +182,16 @@ async def test_highlight_and_relevance(zh):
     assert all(d["score"] > 0 for d in items.values())
     r = await client.get("/v1/documents", params={"q": "recall"}, headers=h)
     assert "<em>recall</em>" in "".join(r.json()["items"][0]["highlight"]["text"])
+
+
+async def test_a_segmenter_without_its_plugin_is_refused_with_what_to_do(es, es_prefix):
+    # This Elasticsearch has no analysis-ik: the template is refused and the sink says why.
+    sink = EsSink(es, f"{es_prefix}-ik-docs", alerts_index=f"{es_prefix}-ik-alerts",
+                  zh_analysis="ik")
+    try:
+        with pytest.raises(BackendRejected, match=r"ik_max_word.*YUQING_ES_ZH_ANALYSIS=ik"):
+            await sink.ensure_templates()
+    finally:
+        await es.options(ignore_status=404).indices.delete_index_template(name=f"{es_prefix}*")
+        await es.options(ignore_status=404).cluster.delete_component_template(
+            name=f"{es_prefix}*")
