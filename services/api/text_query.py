@@ -41,7 +41,7 @@ from services.core.backends import es_errors
 # Han (BMP, extension A, compatibility, the supplementary planes), kana, hangul: the characters
 # the standard tokenizer emits one per token.
 _CJK = ("\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-        "\U00020000-\U0003134f")
+        "\uff66-\uff9f\U00020000-\U0003134f")  # + half-width katakana (NFKC: full width)
 _CJK_RE = re.compile(f"[{_CJK}]")
 # Characters the standard tokenizer emits one per token (Han, hiragana); katakana and hangul
 # runs are one token each, which a bigram field would pair with their neighbours.

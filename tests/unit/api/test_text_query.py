@@ -103,7 +103,7 @@ def test_segmenting_modes_match_all_words(mode: str) -> None:
 def test_split_terms() -> None:
     assert [(t.text, t.negated) for t in split_terms('a -b "c d" -"e f" -')] == [
         ("a", False), ("b", True), ("c d", False), ("e f", True), ("-", False)]
-    assert has_cjk("A股") and has_cjk("トヨタ") and not has_cjk("Apple, 100%")
+    assert has_cjk("A股") and has_cjk("トヨタ") and has_cjk("ﾄﾖﾀ") and not has_cjk("Apple, 100%")
 
 
 def test_legacy_from_field_caps_shapes() -> None:
