@@ -65,7 +65,8 @@ def register(app: faust.App, settings: Settings) -> None:
     async def alerts(stream: faust.StreamT) -> None:
         redis = Redis.from_url(settings.redis_url)
         writer = EsWriter(es_client(settings.es_url), settings.es_index_prefix,
-                          alerts_index=settings.es_alerts_index)
+                          alerts_index=settings.es_alerts_index,
+                          zh_analysis=settings.es_zh_analysis)
         detector = build_detector(settings, redis)
         notes = AnnotationWriter(writer.es, settings.es_annotations_index,
                                  settings.alert_window_s)

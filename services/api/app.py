@@ -24,6 +24,7 @@ from services.api.limits import BodyLimit
 from services.api.metrics import ApiMetrics
 from services.api.params import EntityResolver
 from services.api.routers import alerts, documents, feedback, health, keys, subscriptions, trends
+from services.api.text_query import LegacyIndices
 from services.core.config import Settings
 from services.core.errors import BackendRejected, BackendUnavailable, InputError
 from services.ingest.entities import EntityLinker
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         st.trends = TrendStore(redis, settings.redis_prefix, settings.trends_retention_h * 3600)
         st.feedback = FeedbackStore(redis, settings.redis_prefix)
         st.entities = EntityResolver(linker, es, settings.es_index_prefix)
+        st.zh_legacy = LegacyIndices(es, settings.es_index_prefix)
         try:
             yield
         finally:

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
 
     # -- index (Elasticsearch)
     es_retention_days: int = Field(30, description="Daily indices older than this are deleted by the retention job.")
+    es_zh_analysis: str = Field("bigram", pattern=r"^(bigram|smartcn|ik)$", description="How Chinese is analysed in the title.zh/text.zh subfields of new daily indices: bigram (built in, searched as phrases), or smartcn / ik when the cluster has that analysis plugin (searched as all-words matches); see docs/search.md.")
 
     # -- alerts
     alert_window_s: int = Field(300, description="Detection window (seconds of event time); each is scored on the trailing 30 minutes and the trailing hour.")

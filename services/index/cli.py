@@ -39,12 +39,15 @@ def _run(fn):  # type: ignore[no-untyped-def]
 @index_app.command("templates")
 def templates() -> None:
     """Create or update the component and index templates (safe to repeat)."""
+    from services.stream.es_layout import TEMPLATE_VERSION
+
     async def go(sink, s):  # type: ignore[no-untyped-def]
         await sink.ensure_templates()
         return s
 
     s = _run(go)
-    typer.echo(f"templates installed: {s.es_index_prefix}-* (alias {s.es_index_prefix}), "
+    typer.echo(f"templates installed (version {TEMPLATE_VERSION}, Chinese analysis "
+               f"{s.es_zh_analysis}): {s.es_index_prefix}-* (alias {s.es_index_prefix}), "
                f"{s.es_alerts_index}")
 
 

@@ -49,7 +49,7 @@ BULK_MAX_DOCS = 500
 def build_sink(settings: Settings) -> EsSink:
     """The index stage's sink with its own client (close it with ``await sink.es.close()``)."""
     return EsSink(es_client(settings.es_url), settings.es_index_prefix,
-                  alerts_index=settings.es_alerts_index)
+                  alerts_index=settings.es_alerts_index, zh_analysis=settings.es_zh_analysis)
 
 
 class EsSink(EsWriter):

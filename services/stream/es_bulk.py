@@ -32,8 +32,7 @@ from services.core.backoff import backoff_s
 from services.core.errors import BackendRejected, BackendUnavailable, SinkBackpressure
 from services.core.schemas import Alert, ScoredDoc
 from services.stream.es_layout import (
-    DOC_PROPERTIES,
-    ENTITY_FIELDS,
+    ADDED_FIELDS,
     alert_to_source,
     check_prefix,
     component_templates,
@@ -79,6 +78,18 @@ class BulkOp:
     doc: ScoredDoc | Alert
 
 
+def _reason(exc: ApiError) -> str:
+    """Elasticsearch's own reason for refusing a request (its root cause), else the message."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error") or {}
+    if isinstance(err, dict):
+        causes = err.get("root_cause") or [err]
+        reason = causes[0].get("reason") if isinstance(causes[0], dict) else None
+        if reason:
+            return str(reason)
+    return str(exc.message)
+
+
 def es_client(url: str) -> AsyncElasticsearch:
     """A client for the stream stages: short timeouts and no client-side retries, because
     outages are retried by ``until_durable`` around the whole batch."""
@@ -90,7 +101,7 @@ class EsWriter:
 
     def __init__(self, es: AsyncElasticsearch, prefix: str, *, alerts_index: str,
                  retries: int = 5, backoff_s: float = 0.5, backoff_max_s: float = 30.0,
-                 replicas: int = 0, refresh: bool | str = False,
+                 replicas: int = 0, refresh: bool | str = False, zh_analysis: str = "bigram",
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.es = es
         self.prefix = check_prefix(prefix)
@@ -100,6 +111,7 @@ class EsWriter:
         self.backoff_max_s = backoff_max_s
         self.replicas = replicas
         self.refresh = refresh
+        self.zh_analysis = zh_analysis
         self._sleep = sleep
         self._templates_ready = False
 
@@ -189,9 +201,18 @@ class EsWriter:
         template has guessed mappings and no alias. ``flush`` calls it once per sink.
         """
         with es_errors("templates"):
-            comps = component_templates(self.prefix, self.alerts_index, replicas=self.replicas)
+            comps = component_templates(self.prefix, self.alerts_index, replicas=self.replicas,
+                                        zh=self.zh_analysis)
             for name, body in comps.items():
-                await self.es.cluster.put_component_template(name=name, **body)
+                try:
+                    await self.es.cluster.put_component_template(name=name, **body)
+                except ApiError as exc:
+                    if exc.meta.status != 400 or name != f"{self.prefix}-mappings":
+                        raise
+                    raise BackendRejected(
+                        f"template {name} refused: {_reason(exc)}; with YUQING_ES_ZH_ANALYSIS="
+                        f"{self.zh_analysis} every node needs that analysis plugin "
+                        "(docs/search.md), or set it to bigram", "elasticsearch") from exc
             for name, body in index_templates(self.prefix, self.alerts_index).items():
                 await self.es.indices.put_index_template(name=name, **body)
         await self._extend_existing()
@@ -202,10 +223,9 @@ class EsWriter:
         (a template applies to new indices only). Adding a field is always allowed; an
         index where it cannot be added (mapped otherwise by hand) is logged and left as is:
         its documents still index, the field is just not searchable there."""
-        props = {k: DOC_PROPERTIES[k] for k in ENTITY_FIELDS}
         try:
-            await self.es.indices.put_mapping(index=f"{self.prefix}-*", properties=props,
+            await self.es.indices.put_mapping(index=f"{self.prefix}-*", properties=ADDED_FIELDS,
                                               allow_no_indices=True, ignore_unavailable=True)
         except Exception as exc:  # noqa: BLE001 - best effort, see docstring
             log.warning("elasticsearch: could not add %s to the existing %s-* indices: %s",
-                        ", ".join(ENTITY_FIELDS), self.prefix, exc)
+                        ", ".join(ADDED_FIELDS), self.prefix, exc)

@@ -17,8 +17,21 @@ not the clock, so a redelivered document lands in the same index under the same 
 name date is older than N days" (no ILM in the test distribution, and deleting a whole index
 is cheaper than delete-by-query).
 
-The test distribution has no analysis plugins (icu, smartcn); ``text`` uses the standard
-analyzer, which indexes CJK text one character per token, enough for phrase search.
+Chinese (``docs/search.md``): ``title`` and ``text`` keep the standard analyzer (English as
+before; CJK one character per token) and gain a ``zh`` subfield analysed by ``yuqing_zh``, whose
+definition is the one thing :data:`ZH_ANALYSIS` modes change: ``bigram`` (the default, built
+from the standard tokenizer, ``lowercase`` and ``shingle``, which every Elasticsearch has: the
+test distribution lacks even the ``analysis-common`` module, so no ``cjk`` analyzer), or the
+``smartcn`` / ``ik`` plugins' word segmenters on a cluster that has them. ``title_sc`` /
+``text_sc`` hold the simplified-Chinese fold of a title/text that has traditional characters
+(HK/TW news), only where it differs, so a simplified query finds 騰訊 as well as 腾讯.
+
+Versions: ``TEMPLATE_VERSION`` is stamped on every template (``version``, ``_meta``); a template
+change applies to the next daily index, and ``ensure_templates`` adds the new plain fields to
+the existing ones (:data:`ADDED_FIELDS`). A subfield with a custom analyzer cannot be added to
+an existing index without closing it, so indices made before version 2 have no ``*.zh``: the
+API finds them (``field_caps``) and searches them on the per-character fields instead, until
+retention deletes them.
 """
 from __future__ import annotations
 
@@ -27,7 +40,11 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
+from models.text_zh import has_han, to_simplified
 from services.core.schemas import Alert, ScoredDoc
+
+TEMPLATE_VERSION = 2
+"""1: the first layout; 2: Chinese search (``title.zh``/``text.zh``, ``title_sc``/``text_sc``)."""
 
 INDEX_DATE_FORMAT = "%Y.%m.%d"
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -59,14 +76,55 @@ def index_date(prefix: str, index: str) -> date | None:
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date"}
 
+ZH_ANALYZER = "yuqing_zh"
+ZH_SEARCH_ANALYZER = "yuqing_zh_search"
+ZH_ANALYSIS = ("bigram", "smartcn", "ik")
+"""How ``*.zh`` is analysed: ``bigram`` (built in; queried as phrases), ``smartcn`` or ``ik``
+(plugins; queried as all-words matches). ``YUQING_ES_ZH_ANALYSIS``."""
+
+# Only multi-fields: the same _source value, a second token stream. Same shape in every mode.
+_ZH = {"type": "text", "analyzer": ZH_ANALYZER, "search_analyzer": ZH_SEARCH_ANALYZER}
+
+
+def zh_analysis(mode: str = "bigram") -> dict[str, Any]:
+    """The ``index.analysis`` settings that define ``yuqing_zh`` (index time) and
+    ``yuqing_zh_search`` (query time) in ``mode``."""
+    if mode == "bigram":
+        # Overlapping character bigrams (平安银行 -> 平安 安银 银行), at consecutive positions,
+        # so a phrase of bigrams is exactly a contiguous substring. Unlike analysis-common's
+        # cjk_bigram, shingle also pairs Latin words and script boundaries (行apple): harmless
+        # extra tokens, never queried alone. A one-character text keeps its unigram.
+        return {"filter": {"yuqing_zh_bigram": {
+                    "type": "shingle", "min_shingle_size": 2, "max_shingle_size": 2,
+                    "output_unigrams": False, "output_unigrams_if_no_shingles": True,
+                    "token_separator": ""}},
+                "analyzer": {name: {"type": "custom", "tokenizer": "standard",
+                                    "filter": ["lowercase", "yuqing_zh_bigram"]}
+                             for name in (ZH_ANALYZER, ZH_SEARCH_ANALYZER)}}
+    if mode == "smartcn":  # plugin analysis-smartcn
+        return {"analyzer": {name: {"type": "custom", "tokenizer": "smartcn_tokenizer",
+                                    "filter": ["lowercase"]}
+                             for name in (ZH_ANALYZER, ZH_SEARCH_ANALYZER)}}
+    if mode == "ik":  # plugin analysis-ik: finest segmentation indexed, coarsest queried
+        return {"analyzer": {
+            ZH_ANALYZER: {"type": "custom", "tokenizer": "ik_max_word", "filter": ["lowercase"]},
+            ZH_SEARCH_ANALYZER: {"type": "custom", "tokenizer": "ik_smart",
+                                 "filter": ["lowercase"]}}}
+    raise ValueError(f"Chinese analysis {mode!r}: use one of {', '.join(ZH_ANALYSIS)}")
+
+
 DOC_PROPERTIES: dict[str, Any] = {
     "doc_id": {"type": "keyword"},
     "kind": {"type": "keyword"},
     "source": {"type": "keyword"},
     "source_id": {"type": "keyword"},
     "url": {"type": "keyword", "ignore_above": 4096, "index": False, "doc_values": False},
-    "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
-    "text": {"type": "text"},
+    "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512},
+                                         "zh": _ZH}},
+    "text": {"type": "text", "fields": {"zh": _ZH}},
+    # Simplified-Chinese folds of title/text, written only where they differ (see doc_to_source).
+    "title_sc": {"type": "text", "fields": {"zh": _ZH}},
+    "text_sc": {"type": "text", "fields": {"zh": _ZH}},
     "author": _KEYWORD,
     "parent_id": {"type": "keyword"},
     "lang": {"type": "keyword"},
@@ -107,8 +165,24 @@ DOC_PROPERTIES: dict[str, Any] = {
     "negative_for": {"type": "keyword"},
 }
 ENTITY_FIELDS = ("mentions", "entity_sentiment", "negative_for")
+FOLD_FIELDS = ("title_sc", "text_sc")
+
+
+def _plain(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` without its ``zh`` subfield (which needs the analyzer in the index settings)."""
+    fields = {k: v for k, v in spec.get("fields", {}).items() if k != "zh"}
+    out = {k: v for k, v in spec.items() if k != "fields"}
+    return {**out, "fields": fields} if fields else out
+
+
+ADDED_FIELDS: dict[str, Any] = {
+    **{k: DOC_PROPERTIES[k] for k in ENTITY_FIELDS},
+    **{k: _plain(DOC_PROPERTIES[k]) for k in FOLD_FIELDS},
+}
 """Fields added after the first release: ``ensure_templates`` also adds them to the mappings
-of indices that exist already (today's index would otherwise not map them until tomorrow)."""
+of indices that exist already (today's index would otherwise not map them until tomorrow).
+The folds go in without ``zh`` (an index made before version 2 has no ``yuqing_zh``); an
+index that has them already keeps its subfield (mappings merge)."""
 
 ALERT_PROPERTIES: dict[str, Any] = {
     "alert_id": {"type": "keyword"},
@@ -171,24 +245,33 @@ def annotation_template(index: str) -> dict[str, Any]:
 
 
 def component_templates(prefix: str, alerts_index: str, replicas: int = 0,
-                        shards: int = 1) -> dict[str, dict[str, Any]]:
-    """Component templates by name: shared settings, document mappings, alert mappings."""
+                        shards: int = 1, zh: str = "bigram") -> dict[str, dict[str, Any]]:
+    """Component templates by name: shared settings, document mappings (with the analysis
+    they use, ``zh`` = one of :data:`ZH_ANALYSIS`), alert mappings."""
     check_prefix(prefix)
+    meta = {"managed_by": "yuqing", "template_version": TEMPLATE_VERSION}
     return {
-        f"{prefix}-settings": {"template": {"settings": {
-            "number_of_shards": shards,
-            "number_of_replicas": replicas,
-            "refresh_interval": "1s",
-        }}},
-        f"{prefix}-mappings": {"template": {"mappings": {
-            "dynamic": False,
-            "_source": {"enabled": True},
-            "properties": DOC_PROPERTIES,
-        }}},
-        f"{alerts_index}-mappings": {"template": {"mappings": {
-            "dynamic": False,
-            "properties": ALERT_PROPERTIES,
-        }}},
+        f"{prefix}-settings": {"version": TEMPLATE_VERSION, "_meta": meta, "template": {
+            "settings": {
+                "number_of_shards": shards,
+                "number_of_replicas": replicas,
+                "refresh_interval": "1s",
+            }}},
+        f"{prefix}-mappings": {"version": TEMPLATE_VERSION, "_meta": {**meta, "zh_analysis": zh},
+                               "template": {
+            "settings": {"analysis": zh_analysis(zh)},
+            "mappings": {
+                "dynamic": False,
+                "_source": {"enabled": True},
+                # Which layout made an index, for operators (GET <index>/_mapping).
+                "_meta": {"template_version": TEMPLATE_VERSION, "zh_analysis": zh},
+                "properties": DOC_PROPERTIES,
+            }}},
+        f"{alerts_index}-mappings": {"version": TEMPLATE_VERSION, "_meta": meta, "template": {
+            "mappings": {
+                "dynamic": False,
+                "properties": ALERT_PROPERTIES,
+            }}},
     }
 
 
@@ -202,14 +285,18 @@ def index_templates(prefix: str, alerts_index: str) -> dict[str, dict[str, Any]]
             "composed_of": [f"{prefix}-settings", f"{prefix}-mappings"],
             "template": {"aliases": {prefix: {}}},
             "priority": 200,
-            "_meta": {"managed_by": "yuqing", "description": "daily sentiment documents"},
+            "version": TEMPLATE_VERSION,
+            "_meta": {"managed_by": "yuqing", "description": "daily sentiment documents",
+                      "template_version": TEMPLATE_VERSION},
         },
         alerts_index: {
             "index_patterns": [alerts_index],
             # Higher priority: wins if the docs pattern happens to match the alerts name.
             "composed_of": [f"{prefix}-settings", f"{alerts_index}-mappings"],
             "priority": 300,
-            "_meta": {"managed_by": "yuqing", "description": "spike alerts"},
+            "version": TEMPLATE_VERSION,
+            "_meta": {"managed_by": "yuqing", "description": "spike alerts",
+                      "template_version": TEMPLATE_VERSION},
         },
     }
 
@@ -249,7 +336,23 @@ def doc_to_source(doc: ScoredDoc) -> dict[str, Any]:
                         "source": source})
     src["entity_sentiment"] = entries
     src["negative_for"] = [x["entity"] for x in entries if x["label"] == "negative"]
+    src.update(simplified_folds(doc.title, doc.text, doc.lang))
     return src
+
+
+def simplified_folds(title: str | None, text: str, lang: str = "zh") -> dict[str, str]:
+    """``title_sc`` / ``text_sc``: the traditional -> simplified fold of each one that changes
+    (nothing for simplified Chinese, English, or Japanese/Korean, whose kanji are not
+    traditional Chinese)."""
+    if lang[:2].lower() in ("ja", "ko"):
+        return {}
+    out: dict[str, str] = {}
+    for name, value in (("title_sc", title), ("text_sc", text)):
+        if value and has_han(value):
+            folded = to_simplified(value)
+            if folded != value:
+                out[name] = folded
+    return out
 
 
 def alert_to_source(alert: Alert) -> dict[str, Any]:

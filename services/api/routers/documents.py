@@ -1,4 +1,5 @@
-"""``/v1/documents``: search the indexed documents (text, entity, label, source, time range)."""
+"""``/v1/documents``: search the indexed documents (text, entity, label, source, language, time
+range); the text query is :mod:`services.api.text_query`'s."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -11,6 +12,7 @@ from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
 from services.api.es import range_filter, search
 from services.api.paging import Cursor, check_window, next_cursor
 from services.api.params import WINDOW_PATTERN, time_range
+from services.api.text_query import text_query
 from services.core.schemas import Label
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -44,7 +46,12 @@ async def search_documents(
         request: Request, es: ESDep, settings: SettingsDep, _: ReadKey,
         q: Annotated[str | None, Query(min_length=1, max_length=500,
                                        description="Words or phrases in title/text "
-                                                   "(simple query syntax)")] = None,
+                                                   "(simple query syntax). Chinese terms "
+                                                   "must each match as written, e.g. "
+                                                   "'平安银行 立案调查' (docs/search.md)")] = None,
+        lang: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
+                                          description="Documents in this language (zh also "
+                                                      "matches zh-*)")] = None,
         entity: Annotated[str | None, Query(min_length=1, max_length=16,
                                             pattern=r"^\$?[A-Za-z0-9.\-]+$")] = None,
         label: Label | None = None,
@@ -64,9 +71,17 @@ async def search_documents(
                             default_window=None)
     must: list[dict[str, Any]] = []
     filters: list[dict[str, Any]] = []
+    highlight = None
     if q is not None:
-        must.append({"simple_query_string": {"query": q, "fields": ["title^2", "text"],
-                                             "default_operator": "and"}})
+        tq = text_query(q, mode=settings.es_zh_analysis)
+        if tq.cjk and (legacy := await request.app.state.zh_legacy.get()):
+            tq = text_query(q, mode=settings.es_zh_analysis, legacy=legacy)
+        must.append(tq.query)
+        highlight = tq.highlight
+    if lang is not None:
+        filters.append({"bool": {"should": [{"term": {"lang": lang}},
+                                            {"prefix": {"lang": f"{lang}-"}}],
+                                 "minimum_should_match": 1}})
     if entity_label is not None and entity is None:
         raise HTTPException(422, "entity_label needs entity (the ticker it applies to)")
     if entity is not None:
@@ -96,7 +111,7 @@ async def search_documents(
     res = await search(es, settings.es_index_prefix,
                        query={"bool": {"must": must or [{"match_all": {}}], "filter": filters}},
                        sort=sort_spec, offset=offset, limit=limit, search_after=after,
-                       highlight={"fields": {"text": {}, "title": {}}} if q else None)
+                       highlight=highlight)
     hits = res["hits"]["hits"]
     return DocumentPage(items=[_item(h) for h in hits], total=res["hits"]["total"]["value"],
                         offset=offset, limit=limit, next_cursor=next_cursor(hits, limit))
