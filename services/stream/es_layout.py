@@ -148,6 +148,8 @@ DOC_PROPERTIES: dict[str, Any] = {
         "neutral": {"type": "float"},
         "positive": {"type": "float"},
         "model_version": {"type": "keyword"},
+        "model_language": {"type": "keyword"},  # whose model scored it (routing)
+        "fallback": {"type": "keyword"},  # why another language's model scored it, if it did
         "truncated": {"type": "boolean"},
     }},
     # The document's sentiment towards each of its entities ("Bank A sues Company B": negative
@@ -323,6 +325,8 @@ def doc_to_source(doc: ScoredDoc) -> dict[str, Any]:
         "neutral": prob("neutral"),
         "positive": prob("positive"),
         "model_version": doc.sentiment.model_version,
+        "model_language": doc.sentiment.model_language,
+        "fallback": doc.sentiment.fallback,
         "truncated": doc.sentiment.truncated,
     }
     own = {es.entity: es for es in doc.entity_sentiment}

@@ -50,7 +50,8 @@ def test_prefix_validation() -> None:
 def test_source_is_flat_and_fully_mapped() -> None:
     src = doc_to_source(_doc())
     assert src["sentiment"] == {"label": "positive", "negative": 0.1, "neutral": 0.2,
-                                "positive": 0.7, "model_version": "v1", "truncated": False}
+                                "positive": 0.7, "model_version": "v1", "model_language": "en",
+                                "fallback": None, "truncated": False}
     assert src["published_at"].startswith("2026-11-29T23:30:00")
     assert src["entities"] == ["AAPL"]
     # Every field yuqing writes has an explicit mapping.
