@@ -32,8 +32,8 @@ COMPANIES: tuple[tuple[str, str], ...] = (
 # Chinese companies (canonical id, the name used in text): A-share and HK names of the
 # shipped watchlist; their news and 股吧 posts are written in Chinese.
 COMPANIES_ZH: tuple[tuple[str, str], ...] = (
-    ("600519.SH", "贵州茅台"), ("300750.SZ", "宁德时代"), ("601318.SH", "中国平安"),
-    ("000001.SZ", "平安银行"), ("600036.SH", "招商银行"), ("002594.SZ", "比亚迪"),
+    ("600519.SH", "贵州茅台"), ("300750.SZ", "宁德时代"), ("2318.HK", "中国平安"),
+    ("000001.SZ", "平安银行"), ("600036.SH", "招商银行"), ("1211.HK", "比亚迪"),
     ("000333.SZ", "美的集团"), ("3690.HK", "美团"),
 )
 NEWS_SOURCES_ZH = ("xinhua-finance", "cls", "stcn", "cnstock", "yicai")
@@ -264,8 +264,9 @@ def _fill(tpl: str, rng: random.Random, ticker: str, name: str) -> str:
 
 
 def _fill_zh(tpl: str, rng: random.Random, ticker: str, name: str) -> str:
-    code = ticker.split(".")[1] + ticker.split(".")[0] if ticker.endswith((".SH", ".SZ")) \
-        else ticker
+    num, _, exchange = ticker.partition(".")
+    # the 股吧 spellings: SH600519 / SZ000001 for A-shares, the five-digit 02318 for HK
+    code = exchange + num if exchange in ("SH", "SZ") else num.zfill(5)
     return tpl.format(co=name, code=code, pct=rng.choice([3, 5, 8, 10, 12, 15, 18, 21, 26, 32]),
                       q=rng.choice(["一季度", "半年度", "三季度", "年度"]),
                       day=rng.choice(["下周一", "本月20日", "5月18日", "6月28日", "下周五"]),
