@@ -32,6 +32,7 @@ decides over the number's prefix: ``000001.SH`` is the SSE Composite index, ``00
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _A_SUFFIX = {"SH": "SH", "SS": "SH", "XSHG": "SH", "SZ": "SZ", "XSHE": "SZ", "BJ": "BJ"}
 _SUFFIXED_RE = re.compile(r"(\d{6})\.(SH|SS|SZ|BJ|XSHG|XSHE)|(\d{1,5})\.HK", re.IGNORECASE)
@@ -82,6 +83,7 @@ def parse_code(s: str, bare: bool = False) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8192)  # the linker asks for the same few codes again and again
 def ticker_key(s: str, bare: bool = True) -> str:
     """How a ticker is looked up: its canonical code spelling when it is an exchange code,
     else upper-cased without a leading ``$`` (``$aapl`` -> ``AAPL``, ``sh600519`` ->

@@ -54,9 +54,8 @@ _CASHTAG_RE = re.compile(
 )
 # Codes with their exchange, in running text: 600519.SH/.SS/.SZ/.BJ, SH600519, 00700.HK, HK00700.
 _CODE_RE = re.compile(
-    r"(?<![A-Za-z0-9.])(?:\d{6}\.(?:SH|SS|SZ|BJ)|\d{1,5}\.HK)(?![A-Za-z0-9])"
-    r"|(?<![A-Za-z0-9])(?:SH|SZ|BJ)\d{6}(?![0-9])|(?<![A-Za-z0-9])HK\d{4,5}(?![0-9])",
-    re.IGNORECASE)
+    r"(?<![A-Za-z0-9.])(?:\d{6}\.(?:SH|SS|SZ|BJ)|\d{1,5}\.HK|(?:SH|SZ|BJ)\d{6}|HK\d{4,5})"
+    r"(?![A-Za-z0-9])", re.IGNORECASE)
 # A code in brackets right after a name: 贵州茅台(600519), 腾讯控股 (00700.HK)
 _PAREN_CODE_RE = re.compile(
     r"\s?\(\s*((?:[A-Za-z]{2})?\d{4,6}(?:\.[A-Za-z]{2,4})?)\s*\)")
@@ -165,7 +164,7 @@ class EntityLinker:
             if "$" in text and self.cashtags:
                 cands += self._zh_cashtag_mentions(text) + self._cashtag_mentions(text)
             cands += self._code_mentions(text)
-            for start, end, t in _resolve_overlaps(cands):
+            for start, end, t in _resolve_overlaps(cands, len(text)):
                 if t is None:  # an ambiguous name or an exclusion: it only blocks shorter ones
                     continue
                 found.append(t)
@@ -173,13 +172,18 @@ class EntityLinker:
         return Linked(list(dict.fromkeys(found)), spans)
 
 
-def _resolve_overlaps(cands: list[tuple[int, int, str | None, int]]
+def _resolve_overlaps(cands: list[tuple[int, int, str | None, int]], n: int
                       ) -> list[tuple[int, int, str | None]]:
-    """Non-overlapping mentions in text order: the more trusted source, then the longer wins."""
+    """Non-overlapping mentions in text order: the more trusted source, then the longer wins.
+    ``n``: the text's length."""
+    if all(c[3] == _P_NAME for c in cands):  # the phrase matcher's: already overlap-free
+        return sorted(((s, e, t) for s, e, t, _ in cands), key=lambda m: m[0])
     taken: list[tuple[int, int, str | None]] = []
+    used = bytearray(n)
     for start, end, ent, _ in sorted(cands, key=lambda c: (c[3], c[0] - c[1], c[0])):
-        if any(start < e and s < end for s, e, _ in taken):
+        if any(used[start:end]):
             continue
+        used[start:end] = b"\x01" * (end - start)
         taken.append((start, end, ent))
     taken.sort(key=lambda m: m[0])
     return taken

@@ -152,11 +152,11 @@ class PhraseMatcher(Generic[T]):
                 break
         accepted: list[Match[T]] = []
         # Greedy by length, then restore text order: "腾讯音乐" beats the "腾讯" inside it.
-        taken: list[tuple[int, int]] = []
+        used = bytearray(n)
         for m in sorted(candidates, key=lambda m: (-(m.end - m.start), m.start)):
-            if any(m.start < e and s < m.end for s, e in taken):
+            if any(used[m.start:m.end]):
                 continue
-            taken.append((m.start, m.end))
+            used[m.start:m.end] = b"\x01" * (m.end - m.start)
             accepted.append(m)
         accepted.sort(key=lambda m: m.start)
         return accepted
