@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
+from models.text_zh import to_simplified
 from services.alerts.delivery_state import DeliveryState
 from services.alerts.subscriptions import SubscriptionStore
 from services.api.auth import KeyStore
@@ -27,7 +28,7 @@ from services.api.routers import alerts, documents, feedback, health, keys, subs
 from services.api.text_query import LegacyIndices
 from services.core.config import Settings
 from services.core.errors import BackendRejected, BackendUnavailable, InputError
-from services.ingest.entities import EntityLinker
+from services.core.watchlist import Watchlist
 from services.trends.store import TrendStore
 
 DESCRIPTION = """Real-time financial sentiment: subscriptions to spike alerts (webhook or Kafka),
@@ -40,7 +41,7 @@ Scopes: `read` (GET), `subscribe` (subscriptions, silences, feedback; implies re
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = ApiMetrics()
-    linker = EntityLinker.from_file(settings.watchlist_path)
+    watchlist = Watchlist.from_file(settings.watchlist_path, fold=to_simplified)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         st.delivery = DeliveryState(redis, settings.redis_prefix)
         st.trends = TrendStore(redis, settings.redis_prefix, settings.trends_retention_h * 3600)
         st.feedback = FeedbackStore(redis, settings.redis_prefix)
-        st.entities = EntityResolver(linker, es, settings.es_index_prefix)
+        st.entities = EntityResolver(watchlist, es, settings.es_index_prefix)
         st.zh_legacy = LegacyIndices(es, settings.es_index_prefix)
         try:
             yield
@@ -67,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="yuqing API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.linker = linker
+    app.state.watchlist = watchlist
     app.middleware("http")(metrics.middleware)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
 

@@ -1,4 +1,4 @@
-"""Query parameters shared by routers: time ranges and entity names, with 400s that say why.
+"""Query parameters shared by routers: time ranges and entities, with 400s that say why.
 
 A time range is ``since``/``until`` (ISO 8601, naive = UTC) or a ``window`` ending now. A range
 that ends before it starts, or spans more than the configured maximum, is a 400 (the request is
@@ -13,9 +13,16 @@ from elasticsearch import AsyncElasticsearch
 from fastapi import HTTPException
 
 from services.core.backends import es_errors
-from services.ingest.entities import EntityLinker
+from services.core.watchlist import Watchlist
 
 WINDOW_PATTERN = r"^\d{1,5}[mhd]$"
+# An entity as a query parameter: a ticker/code, a name in any language, a 股吧 mention
+# ($贵州茅台(600519)$); '|' separates trend key parts, so it is refused.
+ENTITY_PATTERN = r"^[^|\x00-\x1f]+$"
+ENTITY_MAX_CHARS = 64
+ENTITY_DESCRIPTION = ("A company: a ticker or code in any spelling (AAPL, 600519.SH, SH600519, "
+                      "600519, 00700.HK, 700), its Chinese full or short name (贵州茅台), or an "
+                      "alias (茅台, Tencent); resolved to its watchlist id.")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
@@ -56,19 +63,34 @@ def time_range(since: datetime | None, until: datetime | None, window: str | Non
 
 
 class EntityResolver:
-    """Maps a ticker to its canonical form and refuses entities yuqing has never heard of:
-    known means on the watchlist or in at least one indexed document."""
+    """Maps an entity as a user gives it to its id, and refuses entities yuqing has never
+    heard of: known means on the watchlist or in at least one indexed document.
 
-    def __init__(self, linker: EntityLinker, es: AsyncElasticsearch, docs_alias: str) -> None:
-        self._linker = linker
+    Accepted: any code spelling (``600519.SH``, ``SH600519``, ``600519``, ``00700.HK``,
+    ``700``), a ticker or listing (``GOOG`` -> ``GOOGL``), a Chinese full or short name
+    (贵州茅台酒股份有限公司, 贵州茅台, 騰訊控股), an alias (茅台, Tencent) or a 股吧 mention
+    (``$贵州茅台(600519)$``). An ambiguous short name (平安) is refused with its candidates,
+    unless the watchlist names the one it means (see :mod:`services.core.watchlist`)."""
+
+    def __init__(self, watchlist: Watchlist, es: AsyncElasticsearch, docs_alias: str) -> None:
+        self._watchlist = watchlist
         self._es = es
         self._alias = docs_alias
-        self._known = {c.ticker for c in linker.companies}
         self._seen: set[str] = set()
 
     async def resolve(self, entity: str) -> str:
-        canonical = self._linker.canonical(entity)
-        if canonical in self._known or canonical in self._seen:
+        found = self._watchlist.resolve(entity)
+        if found.entity is not None:
+            return found.entity
+        if found.ambiguous is not None:
+            options = " or ".join(self._watchlist.describe(t) for t in found.ambiguous.candidates)
+            raise HTTPException(400, f"ambiguous entity {entity!r}: {options}; give its code or "
+                                     "full name")
+        canonical = found.ticker
+        if canonical is None:
+            raise HTTPException(400, f"unknown entity {entity!r}: not a name on the watchlist; "
+                                     "give its code (600519.SH) or add it to the watchlist")
+        if canonical in self._seen:
             return canonical
         with es_errors("entity lookup"):
             res = await self._es.count(index=self._alias, ignore_unavailable=True,

@@ -38,7 +38,9 @@ class _In(BaseModel):
     id: Id = Field(description="Producer's id, unique within the source.")
     source: str = Field(min_length=1, max_length=128, description="Feed name, e.g. 'reuters', 'stocktwits'.")
     published_at: UtcDatetime = Field(description="ISO 8601; naive times are taken as UTC.")
-    lang: str = Field("en", min_length=2, max_length=16, description="BCP-47 language tag.")
+    lang: str | None = Field(None, max_length=64, description=(
+        "BCP-47 language tag (zh-CN, zh-Hant-HK, en). Optional: without one, or with a "
+        "malformed one, ingest tells the language from the text's dominant script."))
 
 
 class NewsIn(_In):
@@ -105,7 +107,9 @@ class CleanDoc(BaseModel):
     text: str = Field(description="Normalised text the classifier sees (title + body, or comment text).")
     author: str | None = None
     parent_id: str | None = None
-    lang: str = "en"
+    lang: str = Field("en", description="Primary language subtag: the producer's tag "
+                      "(zh-Hant-HK -> zh) or, without a valid one, the text's dominant script "
+                      "(models.lang.document_language); 'und' when the text has no letters.")
     published_at: UtcDatetime
     entities: list[str] = Field(default_factory=list, description="Tickers, primary first.")
     primary_entity: str | None = None

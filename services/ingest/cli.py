@@ -38,13 +38,21 @@ def register(app: typer.Typer) -> None:
 def check(watchlist: Path | None = WatchlistOpt, taxonomy: Path | None = TaxonomyOpt) -> None:
     """Load the watchlist and taxonomy and report what they contain (exit 2 if invalid)."""
     linker, tagger = _load(watchlist, taxonomy)
-    aliases = sum(1 + len(c.aliases) + len(c.cased) for c in linker.companies)
-    typer.echo(f"watchlist: {len(linker.companies)} companies, {aliases} names and aliases")
+    wl = linker.watchlist
+    names = sum(len(c.names) + len(c.cased) for c in wl.companies)
+    codes = sum(1 + len(c.listings) for c in wl.companies)
+    zh = sum(1 for c in wl.companies if c.name_zh or c.short_zh)
+    typer.echo(f"watchlist: {len(wl.companies)} companies ({zh} with Chinese names), "
+               f"{names} names and aliases, {codes} codes")
+    for a in wl.ambiguous.values():
+        means = f"links {wl.describe(a.link)}" if a.link else "links nothing"
+        typer.echo(f"  ambiguous {a.name}: {' / '.join(wl.describe(t) for t in a.candidates)}"
+                   f"; alone it {means}")
     typer.echo(f"taxonomy: {len(tagger.topic_ids)} topics: {', '.join(tagger.topic_ids)}")
 
 
 @ingest_app.command("link")
-def link(text: str = typer.Argument(..., help="Text to link, e.g. '阿里巴巴 and $AAPL fell'."),
+def link(text: str = typer.Argument(..., help="Text to link, e.g. '$贵州茅台(600519)$ and $AAPL fell'."),
          category: str | None = typer.Option(None, help="Producer category (wins over keywords)."),
          watchlist: Path | None = WatchlistOpt, taxonomy: Path | None = TaxonomyOpt) -> None:
     """Show the normalised text, entities and topics ingest would give a text."""
@@ -53,5 +61,13 @@ def link(text: str = typer.Argument(..., help="Text to link, e.g. '阿里巴巴 
     linker, tagger = _load(watchlist, taxonomy)
     clean = clean_text(text, 20_000)
     typer.echo(f"text:     {clean}")
-    typer.echo(f"entities: {', '.join(linker.link(clean)) or '-'}")
+    from models.lang import detect_language
+
+    linked = linker.link_mentions(clean)
+    shown = [f"{e} [{', '.join(clean[a:b] for a, b in linked.spans.get(e, []))}]"
+             for e in linked.entities]
+    typer.echo(f"language: {detect_language(clean)}")
+    typer.echo(f"entities: {', '.join(linked.entities) or '-'}")
+    if shown:
+        typer.echo(f"mentions: {'; '.join(shown)}")
     typer.echo(f"topics:   {', '.join(tagger.tag(clean, category)) or '-'}")

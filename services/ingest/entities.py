@@ -1,148 +1,192 @@
-"""Entity linking: which companies (tickers) a document is about.
+"""Entity linking: which companies (watchlist ids) a document is about, and where it says so.
 
-Three sources, in this order of trust: tickers the producer already attached, cashtags
-written in the text (``$AAPL``), and company names/aliases from a watchlist file matched with
-:class:`~services.ingest.matching.PhraseMatcher` (word-boundary aware for Latin scripts,
-boundary-free for Chinese). Every ticker is mapped to the company's canonical ticker, so
-"$TCEHY", "0700.HK" and "腾讯" all count as one entity; without that one company would be
-split across trend keys and alert thresholds.
+Sources, in this order of trust: tickers the producer attached; 股吧 stock mentions
+(``$贵州茅台(SH600519)$``, ``$腾讯控股(00700)$``, ``$贵州茅台$``) and cashtags (``$AAPL``,
+``$0700.HK``); a watchlist name followed by its code in brackets (``贵州茅台(600519)``);
+exchange codes written with an exchange (``600519.SH``, ``SH600519``, ``00700.HK``,
+``HK00700``) or after 股票代码/证券代码; and watchlist names matched with
+:class:`~services.ingest.matching.PhraseMatcher` (Latin word boundaries, none for Chinese,
+traditional text folded to simplified). Every code maps to the company's id
+(:meth:`services.core.watchlist.Watchlist.canonical`), so ``$TCEHY``, ``00700.HK``, 腾讯 and
+騰訊 are one entity; without that one company would be split across trend keys and alerts.
 
-Watchlist file (YAML)::
+Bare numbers: a six-digit number in running text is as often a price, an amount or a date
+as a code, so it is read as a code only in context: inside a 股吧 mention, in brackets right
+after a watchlist name (``贵州茅台(600519)``, ``平安(000001)``), or after 股票代码/证券代码/
+代码 with a colon. Bare codes in text link watchlist companies only; 股吧 mentions and
+cashtags of unknown codes are kept (``unknown_cashtags``), like ``$XYZ``.
 
-    companies:
-      - ticker: BABA                 # canonical ticker: the entity id everywhere downstream
-        name: Alibaba Group          # display name; also matched
-        listings: [9988.HK]          # other tickers of the same company
-        aliases: [Alibaba, 阿里巴巴, 阿里]
-        cased: [Ali]                 # aliases matched case-sensitively (common words)
+Overlaps: where two mentions overlap, the more trusted source wins (a 股吧 mention over the
+name and code inside it), then the longer one. Ambiguous short names (平安: 中国平安 or
+平安银行) follow the watchlist's rule (:mod:`services.core.watchlist`): longest match first,
+so 平安 inside 平安银行 is 平安银行; alone it links nothing unless the watchlist names the
+company, or a code in brackets follows it (``平安(000001)`` is 平安银行).
+
+Spans are ``[start, end)`` character offsets into the text given (ingest: ``CleanDoc.text``);
+a 股吧 mention's span is the whole ``$...$``, which the Chinese normaliser turns into the bare
+name, so the entity head pools the name's tokens.
+
+Watchlist format: :mod:`services.core.watchlist`.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import ConfigError
-from services.ingest.matching import PhraseMatcher
-from services.ingest.yaml_files import load_yaml
+from services.core.codes import parse_code
+from services.core.watchlist import (
+    ZH_CASHTAG_RE,
+    Company,
+    Watchlist,
+    default_watchlist_path,
+)
+from services.ingest.matching import PhraseMatcher, fold_zh
 
-# $AAPL, $BRK.B, $0700.HK, $RDS-A; not $5 or $5.2bn (a ticker starts with a letter or is a
-# listed code with an exchange suffix). Applied to text already normalised by normalize_text.
+__all__ = ["Company", "EntityLinker", "Linked", "default_watchlist_path"]
+
+# $AAPL, $BRK.B, $0700.HK, $RDS-A, $SH600519; not $5 or $5.2bn (a ticker starts with a letter
+# or is a listed code with an exchange suffix). Applied to text already normalised.
 _CASHTAG_RE = re.compile(
     r"(?<![\w$])\$((?:[A-Za-z][A-Za-z0-9]{0,9}|[0-9]{3,6}(?=\.[A-Za-z]))(?:[.\-][A-Za-z]{1,3})?)(?![\w])"
 )
+# Codes with their exchange, in running text: 600519.SH/.SS/.SZ/.BJ, SH600519, 00700.HK, HK00700.
+_CODE_RE = re.compile(
+    r"(?<![A-Za-z0-9.])(?:\d{6}\.(?:SH|SS|SZ|BJ)|\d{1,5}\.HK|(?:SH|SZ|BJ)\d{6}|HK\d{4,5})"
+    r"(?![A-Za-z0-9])", re.IGNORECASE)
+# A code in brackets right after a name: 贵州茅台(600519), 腾讯控股 (00700.HK)
+_PAREN_CODE_RE = re.compile(
+    r"\s?\(\s*((?:[A-Za-z]{2})?\d{4,6}(?:\.[A-Za-z]{2,4})?)\s*\)")
+# 股票代码：600519 / 证券代码:000001 / 代码：00700
+_LABELLED_CODE_RE = re.compile(
+    r"(?:股票|证券|股份|港股|A股)?代码\s*[:：为是]\s*((?:[A-Za-z]{2})?\d{4,6}(?:\.[A-Za-z]{2,4})?)(?![0-9])")
 
-
-def default_watchlist_path() -> Path:
-    """The example watchlist shipped with the package."""
-    return Path(str(resources.files("services.ingest.data").joinpath("watchlist.yaml")))
-
-
-@dataclass(frozen=True)
-class Company:
-    ticker: str
-    name: str
-    listings: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    cased: tuple[str, ...] = ()
+# Source priority in overlaps (lower wins), then length.
+_P_ZH_CASHTAG, _P_CASHTAG, _P_NAME_CODE, _P_CODE, _P_NAME = range(5)
 
 
 @dataclass
 class EntityLinker:
-    """Links text to canonical tickers; build it once (``from_file``), share it, it is read-only."""
+    """Links text to watchlist ids; build it once (``from_file``), share it, it is read-only."""
 
-    companies: Sequence[Company]
+    watchlist: Watchlist
     cashtags: bool = True
-    unknown_cashtags: bool = True  # keep $XYZ even when XYZ is not on the watchlist
-    _canonical: dict[str, str] = field(init=False, repr=False)
-    _matcher: PhraseMatcher[str] = field(init=False, repr=False)
+    unknown_cashtags: bool = True  # keep $XYZ / $某某(600000)$ even when not on the watchlist
+    _matcher: PhraseMatcher[str | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._canonical = {}
-        phrases: list[tuple[str, str, bool]] = []
-        for c in self.companies:
-            for t in (c.ticker, *c.listings):
-                self._canonical[t.upper()] = c.ticker
-            for alias in (c.name, *c.aliases):
-                if alias:
-                    phrases.append((alias, c.ticker, False))
-            phrases.extend((alias, c.ticker, True) for alias in c.cased if alias)
-        self._matcher = PhraseMatcher(phrases)
+        self._matcher = PhraseMatcher(self.watchlist.phrases())
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], **kwargs: Any) -> EntityLinker:
-        items = data.get("companies") if isinstance(data, Mapping) else None
-        if not isinstance(items, list):
-            raise ConfigError("watchlist: expected a top-level 'companies' list")
-        companies = []
-        for i, item in enumerate(items):
-            if not isinstance(item, Mapping) or not item.get("ticker"):
-                raise ConfigError(f"watchlist: companies[{i}] needs at least a 'ticker'")
-
-            def strs(key: str, item: Mapping[str, Any] = item, i: int = i) -> tuple[str, ...]:
-                v = item.get(key) or []
-                if isinstance(v, str):
-                    v = [v]
-                if not isinstance(v, list) or not all(isinstance(x, str | int) for x in v):
-                    raise ConfigError(f"watchlist: companies[{i}].{key} must be a list of strings")
-                return tuple(str(x) for x in v)
-
-            companies.append(Company(
-                ticker=str(item["ticker"]).lstrip("$").upper(),
-                name=str(item.get("name") or ""),
-                listings=tuple(t.lstrip("$").upper() for t in strs("listings")),
-                aliases=strs("aliases"),
-                cased=strs("cased"),
-            ))
-        return cls(companies, **kwargs)
+        return cls(Watchlist.from_mapping(data, fold=fold_zh), **kwargs)
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, **kwargs: Any) -> EntityLinker:
         """Load a watchlist YAML file (``None``: the shipped example)."""
-        p = Path(path) if path is not None else default_watchlist_path()
-        data = load_yaml(p, "watchlist", "YUQING_WATCHLIST")
-        return cls.from_mapping(data or {}, **kwargs)
+        return cls(Watchlist.from_file(path, fold=fold_zh), **kwargs)
+
+    @property
+    def companies(self) -> Sequence[Company]:
+        return self.watchlist.companies
 
     def canonical(self, ticker: str) -> str:
-        """The company's canonical ticker for any of its listings; unknown tickers upper-cased."""
-        t = ticker.strip().lstrip("$").upper()
-        return self._canonical.get(t, t)
+        """The company's id for any of its codes/listings; unknown tickers upper-cased (codes
+        in their canonical spelling)."""
+        return self.watchlist.canonical(ticker)
 
-    def _cashtag_mentions(self, text: str) -> list[tuple[int, int, str]]:
-        if not self.cashtags or "$" not in text:
-            return []
-        out = []
-        for m in _CASHTAG_RE.finditer(text):
-            t = m.group(1).upper()
-            if t in self._canonical:
-                out.append((m.start(), m.end(), self._canonical[t]))
-            elif self.unknown_cashtags:
-                out.append((m.start(), m.end(), t))
+    # ---- candidate mentions: (start, end, entity or None, priority) ----------------------
+    def _zh_cashtag_mentions(self, text: str) -> list[tuple[int, int, str | None, int]]:
+        out: list[tuple[int, int, str | None, int]] = []
+        for m in ZH_CASHTAG_RE.finditer(text):
+            code, name = m["code"], m["name"]
+            ent = self.watchlist.known_code(code) if code else None
+            if ent is None:
+                found = self.watchlist.lookup_name(name)
+                ent = found if isinstance(found, str) else getattr(found, "link", None)
+            if ent is None and code and self.unknown_cashtags:
+                ent = parse_code(code, bare=True) or (
+                    code.upper() if not code.isdigit() else None)
+            if ent is not None:
+                out.append((m.start(), m.end(), ent, _P_ZH_CASHTAG))
         return out
 
-    def _name_mentions(self, text: str) -> list[tuple[int, int, str]]:
-        return [(m.start, m.end, m.value) for m in self._matcher.find(text)]
+    def _cashtag_mentions(self, text: str) -> list[tuple[int, int, str | None, int]]:
+        out: list[tuple[int, int, str | None, int]] = []
+        for m in _CASHTAG_RE.finditer(text):
+            t = m.group(1)
+            known = self.watchlist.known_code(t)
+            if known is not None:
+                out.append((m.start(), m.end(), known, _P_CASHTAG))
+            elif self.unknown_cashtags:
+                out.append((m.start(), m.end(), self.canonical(t), _P_CASHTAG))
+        return out
+
+    def _code_mentions(self, text: str) -> list[tuple[int, int, str | None, int]]:
+        out: list[tuple[int, int, str | None, int]] = []
+        for m in _CODE_RE.finditer(text):
+            if (ent := self.watchlist.known_code(m.group(0))) is not None:
+                out.append((m.start(), m.end(), ent, _P_CODE))
+        if "代码" in text:
+            for m in _LABELLED_CODE_RE.finditer(text):
+                code = parse_code(m.group(1), bare=True)
+                if code and (ent := self.watchlist.known_code(code)) is not None:
+                    out.append((m.start(1), m.end(1), ent, _P_CODE))
+        return out
+
+    def _name_mentions(self, text: str) -> list[tuple[int, int, str | None, int]]:
+        out: list[tuple[int, int, str | None, int]] = []
+        for m in self._matcher.find(text):
+            out.append((m.start, m.end, m.value, _P_NAME))
+            # 贵州茅台(600519) / 平安(000001): the bracketed code decides (and is the context
+            # that makes a bare number a code)
+            pm = _PAREN_CODE_RE.match(text, m.end) if "(" in text else None
+            if pm is not None:
+                code = parse_code(pm.group(1), bare=True)
+                ent = self.watchlist.known_code(code) if code else None
+                if ent is not None:
+                    out.append((m.start, pm.end(), ent, _P_NAME_CODE))
+        return out
 
     def link(self, text: str, producer: Iterable[str] = ()) -> list[str]:
-        """Ordered unique canonical tickers: producer's first, then text mentions by position."""
+        """Ordered unique ids: producer's first, then text mentions by position."""
         return self.link_mentions(text, producer).entities
 
     def link_mentions(self, text: str, producer: Iterable[str] = ()) -> Linked:
-        """:meth:`link`, plus where in ``text`` each entity is mentioned (cashtags and names;
-        character spans ``[start, end)``, in text order). A ticker only the producer named
-        has no spans."""
+        """:meth:`link`, plus where in ``text`` each entity is mentioned (character spans
+        ``[start, end)``, in text order). A ticker only the producer named has no spans."""
         found: list[str] = [self.canonical(t) for t in producer if t and t.strip()]
         spans: dict[str, list[tuple[int, int]]] = {}
         if text:
-            mentions = self._cashtag_mentions(text) + self._name_mentions(text)
-            mentions.sort(key=lambda x: x[0])
-            for start, end, t in mentions:
+            cands = self._name_mentions(text)
+            if "$" in text and self.cashtags:
+                cands += self._zh_cashtag_mentions(text) + self._cashtag_mentions(text)
+            cands += self._code_mentions(text)
+            for start, end, t in _resolve_overlaps(cands, len(text)):
+                if t is None:  # an ambiguous name or an exclusion: it only blocks shorter ones
+                    continue
                 found.append(t)
                 spans.setdefault(t, []).append((start, end))
         return Linked(list(dict.fromkeys(found)), spans)
+
+
+def _resolve_overlaps(cands: list[tuple[int, int, str | None, int]], n: int
+                      ) -> list[tuple[int, int, str | None]]:
+    """Non-overlapping mentions in text order: the more trusted source, then the longer wins.
+    ``n``: the text's length."""
+    if all(c[3] == _P_NAME for c in cands):  # the phrase matcher's: already overlap-free
+        return sorted(((s, e, t) for s, e, t, _ in cands), key=lambda m: m[0])
+    taken: list[tuple[int, int, str | None]] = []
+    used = bytearray(n)
+    for start, end, ent, _ in sorted(cands, key=lambda c: (c[3], c[0] - c[1], c[0])):
+        if any(used[start:end]):
+            continue
+        used[start:end] = b"\x01" * (end - start)
+        taken.append((start, end, ent))
+    taken.sort(key=lambda m: m[0])
+    return taken
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,15 +14,23 @@ too ("Apple的" matches; "Apples" does not).
 Matching is case-insensitive unless a phrase is marked case-sensitive (short names that are
 also common words: "Meta", "Shell", "Target"). A trailing ``*`` on a phrase turns off the
 right-hand boundary check ("acqui*" matches acquire, acquired, acquisition).
+
+Traditional Chinese: phrases and text are both folded traditional->simplified
+(:func:`fold_zh`) before matching, so a watchlist written in simplified characters finds
+騰訊 and 匯豐 in Hong Kong and Taiwan news. The fold maps character for character (OpenCC's
+tables never change a length), so match offsets still index the original text.
 """
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Generic, TypeVar
 
 import ahocorasick
+
+from models.text_zh import to_simplified
 
 T = TypeVar("T")
 
@@ -62,6 +70,15 @@ def fold(s: str) -> str:
     return "".join(c if len(c.lower()) != 1 else c.lower() for c in s)
 
 
+@lru_cache(maxsize=16)  # the linker and the tagger fold the same text one after the other
+def fold_zh(s: str) -> str:
+    """Traditional -> simplified, same length (the offsets of ``s`` index the result)."""
+    if s.isascii():
+        return s
+    out = to_simplified(s)
+    return out if len(out) == len(s) else s
+
+
 @dataclass(frozen=True, slots=True)
 class Match(Generic[T]):
     start: int
@@ -82,12 +99,16 @@ class _Entry(Generic[T]):
 class PhraseMatcher(Generic[T]):
     """Finds non-overlapping dictionary phrases in text; the longest wins where phrases overlap."""
 
-    def __init__(self, phrases: Iterable[tuple[str, T, bool]]) -> None:
-        """``phrases``: (phrase, value, case_sensitive). Empty phrases are ignored."""
+    def __init__(self, phrases: Iterable[tuple[str, T, bool]], simplify: bool = True) -> None:
+        """``phrases``: (phrase, value, case_sensitive). Empty phrases are ignored.
+        ``simplify``: match on traditional->simplified folded text (:func:`fold_zh`)."""
         self._automaton = ahocorasick.Automaton()
+        self._simplify = simplify
         by_key: dict[str, list[_Entry[T]]] = {}
         for raw, value, case_sensitive in phrases:
             phrase = unicodedata.normalize("NFKC", raw).strip()
+            if simplify:
+                phrase = fold_zh(phrase)
             prefix = phrase.endswith("*")
             phrase = phrase.rstrip("*").strip()
             if not phrase:
@@ -115,6 +136,8 @@ class PhraseMatcher(Generic[T]):
             return []
         candidates: list[Match[T]] = []
         n = len(text)
+        if self._simplify:
+            text = fold_zh(text)
         for end_idx, (key, entries) in self._automaton.iter(fold(text)):
             start = end_idx - len(key) + 1
             end = end_idx + 1
@@ -129,11 +152,11 @@ class PhraseMatcher(Generic[T]):
                 break
         accepted: list[Match[T]] = []
         # Greedy by length, then restore text order: "腾讯音乐" beats the "腾讯" inside it.
-        taken: list[tuple[int, int]] = []
+        used = bytearray(n)
         for m in sorted(candidates, key=lambda m: (-(m.end - m.start), m.start)):
-            if any(m.start < e and s < m.end for s, e in taken):
+            if any(used[m.start:m.end]):
                 continue
-            taken.append((m.start, m.end))
+            used[m.start:m.end] = b"\x01" * (m.end - m.start)
             accepted.append(m)
         accepted.sort(key=lambda m: m.start)
         return accepted

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from models.lang import document_language
 from services.core.errors import InputError
 from services.core.schemas import (
     CleanDoc,
@@ -132,7 +133,7 @@ class Ingestor:
             text=text,
             author=author,
             parent_id=parent,
-            lang=msg.lang,
+            lang=document_language(msg.lang, text),
             published_at=msg.published_at,
             entities=entities,
             primary_entity=entities[0] if entities else None,

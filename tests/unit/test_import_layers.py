@@ -18,7 +18,7 @@ STAGES = ("ingest", "classify", "trends", "index", "alerts")
 # what the API (and the feed/demo tools) may read of a stage: stores and pure lookups
 READABLE = {
     "services.alerts.subscriptions", "services.alerts.delivery_state", "services.alerts.egress",
-    "services.trends.store", "services.trends.windows", "services.ingest.entities",
+    "services.trends.store", "services.trends.windows",
 }
 
 

@@ -10,7 +10,13 @@ from pydantic import BaseModel
 from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
 from services.api.es import range_filter, search
 from services.api.paging import Cursor, check_window, next_cursor
-from services.api.params import WINDOW_PATTERN, time_range
+from services.api.params import (
+    ENTITY_DESCRIPTION,
+    ENTITY_MAX_CHARS,
+    ENTITY_PATTERN,
+    WINDOW_PATTERN,
+    time_range,
+)
 from services.core.schemas import SEVERITY_ORDER, Severity
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
@@ -27,8 +33,9 @@ class AlertPage(BaseModel):
 @router.get("", response_model=AlertPage, summary="Recent alerts, newest first (scope: read)")
 async def list_alerts(request: Request, es: ESDep, settings: SettingsDep, _: ReadKey,
                       entity: Annotated[str | None, Query(
-                          min_length=1, max_length=16,
-                          pattern=r"^\$?[A-Za-z0-9.\-]+$|^\*$")] = None,
+                          min_length=1, max_length=ENTITY_MAX_CHARS, pattern=ENTITY_PATTERN,
+                          description=ENTITY_DESCRIPTION + " '*': alerts on all entities "
+                                      "together.")] = None,
                       topic: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
                       min_severity: Severity = "info",
                       window: Annotated[str | None, Query(pattern=WINDOW_PATTERN)] = None,

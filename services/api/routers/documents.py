@@ -11,7 +11,13 @@ from pydantic import BaseModel
 from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
 from services.api.es import range_filter, search
 from services.api.paging import Cursor, check_window, next_cursor
-from services.api.params import WINDOW_PATTERN, time_range
+from services.api.params import (
+    ENTITY_DESCRIPTION,
+    ENTITY_MAX_CHARS,
+    ENTITY_PATTERN,
+    WINDOW_PATTERN,
+    time_range,
+)
 from services.api.text_query import text_query
 from services.core.schemas import Label
 
@@ -52,8 +58,9 @@ async def search_documents(
         lang: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
                                           description="Documents in this language (zh also "
                                                       "matches zh-*)")] = None,
-        entity: Annotated[str | None, Query(min_length=1, max_length=16,
-                                            pattern=r"^\$?[A-Za-z0-9.\-]+$")] = None,
+        entity: Annotated[str | None, Query(min_length=1, max_length=ENTITY_MAX_CHARS,
+                                            pattern=ENTITY_PATTERN,
+                                            description=ENTITY_DESCRIPTION)] = None,
         label: Label | None = None,
         entity_label: Annotated[Label | None, Query(
             description="With entity: the document's sentiment towards that entity (its "

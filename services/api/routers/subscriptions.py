@@ -90,8 +90,8 @@ async def _canonical(request: Request, body: SubscriptionIn | SubscriptionPatch)
         changes["filters"] = body.filters.model_copy(
             update={"entities": list(dict.fromkeys(resolved))})
     if body.silences:
-        linker = request.app.state.linker
-        changes["silences"] = [s.model_copy(update={"entity": linker.canonical(s.entity)})
+        watchlist = request.app.state.watchlist
+        changes["silences"] = [s.model_copy(update={"entity": watchlist.canonical(s.entity)})
                                if s.entity and s.entity != "*" else s for s in body.silences]
     return body.model_copy(update=changes) if changes else body
 
@@ -153,7 +153,7 @@ async def add_silence(request: Request, sub_id: SubId, body: SilenceIn, subs: Su
     sub = await _owned(subs, sub_id, key)
     silence = Silence(**body.model_dump())
     if silence.entity and silence.entity != "*":
-        silence.entity = request.app.state.linker.canonical(silence.entity)
+        silence.entity = request.app.state.watchlist.canonical(silence.entity)
     active = [s for s in sub.silences if s.until > utcnow()]  # expired ones are dropped here
     if len(active) >= 100:
         raise HTTPException(400, "a subscription holds at most 100 active silences")

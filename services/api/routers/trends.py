@@ -8,7 +8,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from services.api.deps import ReadKey, SettingsDep, TrendsDep
-from services.api.params import WINDOW_PATTERN, time_range
+from services.api.params import (
+    ENTITY_DESCRIPTION,
+    ENTITY_MAX_CHARS,
+    ENTITY_PATTERN,
+    WINDOW_PATTERN,
+    time_range,
+)
 from services.core.schemas import Label
 from services.trends.windows import ALL, DIM_ALL, DIM_ENTITY, DIM_ENTITY_TOPIC, DIM_TOPIC
 
@@ -16,8 +22,8 @@ router = APIRouter(prefix="/v1/trends", tags=["trends"])
 
 TopicQ = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[^\s|]+$",
                                      description="A topic; with an entity: that entity and topic.")]
-EntityQ = Annotated[str | None, Query(min_length=1, max_length=16,
-                                      pattern=r"^\$?[A-Za-z0-9.\-]+$", description="A ticker.")]
+EntityQ = Annotated[str | None, Query(min_length=1, max_length=ENTITY_MAX_CHARS,
+                                      pattern=ENTITY_PATTERN, description=ENTITY_DESCRIPTION)]
 
 
 class TrendPoint(BaseModel):

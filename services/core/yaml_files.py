@@ -1,4 +1,4 @@
-"""Reading the ingest stage's YAML configuration files (watchlist, taxonomy) with errors that
+"""Reading YAML configuration files (watchlist, taxonomy) with errors that
 say which file is wrong and which setting points at it."""
 from __future__ import annotations
 
