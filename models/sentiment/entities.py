@@ -77,7 +77,11 @@ def map_spans(text: str, spans: Sequence[tuple[int, int]], norm: str | None = No
         return norm, [(int(s), int(e)) for s, e in spans]
     out = []
     for s, e in spans:
-        ns = len(normalize(text[:s]) + (" " if s and text[s - 1:s].isspace() else ""))
+        ns = len(normalize(text[:s]))
+        # a prefix ending in whitespace loses it to the strip; the full text keeps it only
+        # where the normaliser does (Chinese drops the space between two Han characters)
+        if s and text[s - 1:s].isspace() and norm[ns:ns + 1] == " ":
+            ns += 1
         ne = len(normalize(text[:e]))
         out.append((min(ns, len(norm)), min(max(ne, ns), len(norm))))
     return norm, out

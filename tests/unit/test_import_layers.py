@@ -92,10 +92,13 @@ def test_models_and_services_never_reach_back() -> None:
 
 
 def test_core_and_stream_import_no_stage() -> None:
+    # ``models`` is the layer below every service (text handling shared with training, e.g.
+    # the Chinese normaliser the index folds titles with): core and stream may read it too.
     bad = [f"{m} imports {t}" for m, deps in GRAPH.items() for t in deps
-           if (m.startswith("services.core") and not t.startswith("services.core"))
-           or (m.startswith("services.stream")
-               and not t.startswith(("services.core", "services.stream")))]
+           if not t.startswith("models.")
+           and ((m.startswith("services.core") and not t.startswith("services.core"))
+                or (m.startswith("services.stream")
+                    and not t.startswith(("services.core", "services.stream"))))]
     assert not bad, "\n".join(bad)
 
 

@@ -65,3 +65,13 @@ def test_tags_fold_to_the_primary_subtag_and_win_over_the_script():
     assert document_language("en", "贵州茅台发布年报") == "en"
     assert document_language(None, "贵州茅台发布年报") == "zh"
     assert document_language("x!", "Apple beats") == "en"
+
+
+def test_entity_spans_survive_the_chinese_normaliser():
+    from models.sentiment.entities import map_spans
+
+    text = "茅台 和 騰訊控股 Q3 results"
+    norm, spans = map_spans(text, [(5, 9), (0, 2)], normalize=normalize_zh)
+    assert [norm[a:b] for a, b in spans] == ["腾讯控股", "茅台"]
+    norm, spans = map_spans("Hello   Apple  beats", [(8, 13)])
+    assert norm[spans[0][0]:spans[0][1]] == "Apple"
