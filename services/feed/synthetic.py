@@ -366,9 +366,9 @@ def generate(spec: FeedSpec) -> list[FeedItem]:
     n_regular = max(0, spec.items - spike_n - n_invalid)
     labels = ("negative", "neutral", "positive")
     for t_s in _times(rng, spec, n_regular):
-        label = rng.choices(labels, weights=spec.mix)[0]
         if spec.zh_share and rng.random() < spec.zh_share:
             ticker, name = rng.choices(spec.companies_zh, weights=weights_zh)[0]
+            label = rng.choices(labels, weights=spec.mix)[0]
             if rng.random() < spec.comment_share:
                 items.append(post_zh(t_s, ticker, name, label, rng.choice(_ZH_POSTS[label]),
                                      False))
@@ -377,7 +377,9 @@ def generate(spec: FeedSpec) -> list[FeedItem]:
                                   "positive": _ZH_POS}[label])
                 items.append(news_zh(t_s, ticker, name, label, tpl, False))
             continue
+        # without Chinese items the random stream is the one this feed always drew
         ticker, name = rng.choices(spec.companies, weights=weights)[0]
+        label = rng.choices(labels, weights=spec.mix)[0]
         if rng.random() < spec.comment_share:
             items.append(comment(t_s, ticker, name, label, rng.choice(_COMMENTS[label]), False))
         else:
