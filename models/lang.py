@@ -3,9 +3,10 @@
 The worker routes every document to the model of its language. Producers' tags come in
 every spelling (``zh-CN``, ``zh_Hant_HK``, ``ZH``, ``en-us``), so they are folded to the
 primary subtag. Untagged text is judged by its dominant script, counted the way the
-tokenizers see it: each Han character is about one token, each Latin word about one, so
-"腾讯控股 Q3 revenue 增长" (6 Han, 3 words) is Chinese, and "Tencent (腾讯) beats" is
-English. Kana beside Han means Japanese, Hangul Korean; other scripts get their ISO code,
+tokenizers see it, a Han character weighing two thirds of a Latin word, ties to Latin:
+"腾讯控股 Q3 revenue 增长" (6 Han, 3 words) is Chinese, "Tencent (腾讯) beats" and
+"Kweichow Moutai (贵州茅台) shares fell 3%" are English. Any hiragana means Japanese (so
+does katakana outnumbering Han), Hangul Korean; other scripts get their ISO code,
 and text with no letters at all is ``und`` (undetermined), which the worker scores with
 the settings' fallback model (or dead-letters, when there is none).
 """
@@ -17,7 +18,8 @@ UNDETERMINED = "und"
 
 _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("han", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")),
-    ("kana", re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")),
+    ("hiragana", re.compile(r"[\u3040-\u309f]")),
+    ("kana", re.compile(r"[\u30a1-\u30fa\u31f0-\u31ff\uff66-\uff9d]+")),  # katakana runs
     ("hangul", re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")),
     ("cyrillic", re.compile(r"[\u0400-\u04ff]+")),
     ("arabic", re.compile(r"[\u0600-\u06ff\u0750-\u077f]+")),
@@ -53,13 +55,19 @@ def detect_language(text: str) -> str:
     if not text:
         return UNDETERMINED
     counts = script_counts(text[:4000])
-    if counts["kana"] and counts["kana"] * 5 >= counts["han"]:
-        counts["kana"] += counts["han"]  # Japanese writes kanji among its kana
-        counts["han"] = 0
+    if counts.pop("hiragana"):
+        return "ja"  # Chinese never writes hiragana; Japanese nearly always does
+    katakana = counts.pop("kana")
+    if katakana > counts["han"]:
+        return "ja"  # a katakana brand in a Chinese sentence (优衣库(ユニクロ)) stays Chinese
+    # A Han character carries less than a Latin word: Chinese wins only clearly, and a tie
+    # ("Tencent (腾讯) beats") goes to the Latin script, whose model reads the brand names.
+    counts["han"] = counts["han"] / 1.5
+    latin = counts.pop("latin")
     best, n = max(counts.items(), key=lambda kv: kv[1])
-    if n == 0:
-        return UNDETERMINED
-    return "ja" if best == "kana" else _SCRIPT_LANG[best]
+    if latin >= n:
+        return "en" if latin else UNDETERMINED
+    return _SCRIPT_LANG[best]
 
 
 def document_language(tag: str | None, text: str) -> str:

@@ -83,8 +83,24 @@ def map_spans(text: str, spans: Sequence[tuple[int, int]], norm: str | None = No
         if s and text[s - 1:s].isspace() and norm[ns:ns + 1] == " ":
             ns += 1
         ne = len(normalize(text[:e]))
-        out.append((min(ns, len(norm)), min(max(ne, ns), len(norm))))
+        ns, ne = min(ns, len(norm)), min(max(ne, ns), len(norm))
+        # A prefix can normalise differently from the same characters inside the whole text
+        # (a cut inside #话题#, a 股吧 tag or a repost marker): then the mention itself, as
+        # normalised, is looked up nearest the estimate, so the span covers its own words.
+        mention = normalize(text[s:e])
+        if mention and norm[ns:ne] != mention:
+            ns, ne = _nearest(norm, mention, ns, (ns, ne))
+        out.append((ns, ne))
     return norm, out
+
+
+def _nearest(norm: str, mention: str, near: int, default: tuple[int, int]) -> tuple[int, int]:
+    best, i = None, norm.find(mention)
+    while i >= 0:
+        if best is None or abs(i - near) < abs(best - near):
+            best = i
+        i = norm.find(mention, i + 1)
+    return default if best is None else (best, best + len(mention))
 
 
 def token_sets(offsets: Sequence[tuple[int, int]], special: Sequence[int],

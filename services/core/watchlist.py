@@ -53,9 +53,11 @@ from services.core.yaml_files import load_yaml
 # A 股吧/雪球 stock mention: $贵州茅台(SH600519)$, $腾讯控股(00700)$, $特斯拉(TSLA)$, $贵州茅台$.
 # Full-width forms are folded by NFKC before this runs (ingest text and API queries both).
 ZH_CASHTAG_RE = re.compile(
-    r"\$(?P<name>[^\s$()\[\]]{1,24}?)\s*"
-    r"(?:\(\s*(?P<code>[A-Za-z]{2}\.?\d{4,6}|\d{1,6}(?:\.[A-Za-z]{2,4})?"
-    r"|[A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,3})?)\s*\))?\s*\$")
+    r"\$(?P<name>[^\s$()\[\]]{1,24}?)"
+    r"(?:\s*\(\s*(?P<code>[A-Za-z]{2}\.?\d{4,6}|\d{1,6}(?:\.[A-Za-z]{2,4})?"
+    r"|[A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,3})?)\s*\)\s*)?\$")
+# Whitespace before the closing ``$`` only after a bracketed code: "$META $AAPL" is two
+# cashtags, not one 股吧 mention swallowing the second's ``$``.
 # HK short names carry share-class marks: 美团-W, 京东集团-SW, 网易-S, 小米集团-W.
 _CLASS_MARK_RE = re.compile(r"-(?:W|SW|S|WR|SWR|R)$", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s+")

@@ -120,3 +120,13 @@ def test_spans_survive_the_chinese_normaliser(linker: EntityLinker) -> None:
     norm, moved = map_spans(text, [s for e in got.entities for s in got.spans[e]],
                             normalize=normalize_zh)
     assert [norm[a:b] for a, b in moved] == ["贵州茅台", "腾讯控股", "Tencent"]
+
+
+def test_english_cashtag_runs_are_not_one_guba_mention():
+    from services.ingest.entities import EntityLinker
+
+    linker = EntityLinker.from_file()
+    got = linker.link_mentions("$META $AAPL rally")
+    assert got.entities == ["META", "AAPL"]
+    got = linker.link_mentions("$特斯拉 $贵州茅台(600519)$ 大跌")
+    assert set(got.entities) == {"TSLA", "600519.SH"}

@@ -51,7 +51,9 @@ def test_truncate_sentences_cuts_at_a_sentence_end_in_the_budget():
 @pytest.mark.parametrize("text,lang", [
     ("贵州茅台发布年报", "zh"), ("腾讯控股 Q3 revenue 增长", "zh"),
     ("Tencent (腾讯) beats estimates", "en"), ("トヨタ自動車の決算発表", "ja"),
-    ("삼성전자 실적 발표", "ko"), ("Газпром увеличил прибыль", "ru"), ("12345 !!!", "und"),
+    ("삼성전자 실적 발표", "ko"), ("Kweichow Moutai (贵州茅台) shares fell 3%", "en"),
+    ("日銀、金融政策を維持", "ja"), ("优衣库(ユニクロ)母公司迅销集团业绩大涨", "zh"),
+    ("Газпром увеличил прибыль", "ru"), ("12345 !!!", "und"),
     ("", "und")])
 def test_detect_language_by_dominant_script(text, lang):
     assert detect_language(text) == lang
@@ -75,3 +77,14 @@ def test_entity_spans_survive_the_chinese_normaliser():
     assert [norm[a:b] for a, b in spans] == ["腾讯控股", "茅台"]
     norm, spans = map_spans("Hello   Apple  beats", [(8, 13)])
     assert norm[spans[0][0]:spans[0][1]] == "Apple"
+
+
+@pytest.mark.parametrize("text,mention", [
+    ("#贵州茅台# 业绩大涨", "贵州茅台"), ("$特斯拉 $贵州茅台(600519)$ 大跌", "$贵州茅台(600519)$"),
+    ("回复@股神:平安银行 又跌了", "平安银行"), ("//@财经: 騰訊控股 盈利", "騰訊控股")])
+def test_a_mention_maps_onto_its_own_words_whatever_the_noise_around_it(text, mention):
+    from models.sentiment.entities import map_spans
+
+    s = text.index(mention)
+    norm, [(a, b)] = map_spans(text, [(s, s + len(mention))], normalize=normalize_zh)
+    assert norm[a:b] == normalize_zh(mention)
