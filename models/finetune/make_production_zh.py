@@ -216,6 +216,7 @@ def main() -> None:
         force: Annotated[bool, typer.Option(help="train even if zh production exists")] = False,
     ) -> None:
         """Train, evaluate, register and promote the Chinese sentiment model."""
+        from models.encoders import EncoderError
         from models.registry import production
 
         if promote and not force and (ref := production(registry, "zh")) is not None:
@@ -227,7 +228,7 @@ def main() -> None:
                                              max_steps=max_steps, max_rows=max_rows,
                                              threads=threads, device=device),
                 version=version, promote=promote)
-        except DataError as e:
+        except (DataError, EncoderError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e
 

@@ -72,6 +72,15 @@ def pack_cmd(
                 checkpoint = Registry(registry).production(lang)[0]
             except RegistryError as e:
                 raise ShipError(str(e)) from e
+        from models.sentiment.config import ModelConfig
+
+        try:
+            ck_lang = ModelConfig.load(checkpoint).language
+        except (FileNotFoundError, ValueError, TypeError):
+            ck_lang = lang  # pack() names the missing or corrupt checkpoint
+        if out is None and ck_lang != lang:
+            raise ShipError(f"{checkpoint} is a {ck_lang} model but --lang is {lang}: pass "
+                            f"--lang {ck_lang} (it names models/shipped/{ck_lang})")
         dst = _shipped(out, lang)
         m = pack(checkpoint, dst, metrics_path=metrics, version=version,
                  agreement_data=agreement_data or [], min_agreement=min_agreement,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
+from models.lang import canonical_language
 from services.api.deps import ESDep, Limit, Offset, ReadKey, SettingsDep
 from services.api.es import range_filter, search
 from services.api.paging import Cursor, check_window, next_cursor
@@ -86,6 +87,7 @@ async def search_documents(
         must.append(tq.query)
         highlight = tq.highlight
     if lang is not None:
+        lang = canonical_language(lang) or lang.lower()  # ingest stores the primary subtag
         filters.append({"bool": {"should": [{"term": {"lang": lang}},
                                             {"prefix": {"lang": f"{lang}-"}}],
                                  "minimum_should_match": 1}})
