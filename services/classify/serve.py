@@ -137,11 +137,21 @@ async def language_providers(settings: Settings, device: str,
     out: dict[str, ModelProvider] = {}
     try:
         for lang in settings.language_list:
-            watcher = await production_provider(settings.model_registry, None, **common,
-                                                language=lang, required=False)
+            try:
+                watcher = await production_provider(settings.model_registry, None, **common,
+                                                    language=lang, required=False)
+            except ModelLoadError as e:
+                # one broken language (a corrupt zh pointer or checkpoint) must not stop the
+                # others: its documents follow the fallback until it is fixed and restarted
+                if len(settings.language_list) == 1:
+                    raise
+                log.error("language %s not served: %s; its documents follow the fallback "
+                          "(fix the model, then restart the classify role)", lang, e)
+                continue
             out[lang] = watcher
         missing = [lang for lang, p in out.items() if not p.loaded]  # type: ignore[attr-defined]
-        if len(missing) == len(out):
+        missing += [lang for lang in settings.language_list if lang not in out]
+        if len(missing) == len(settings.language_list):
             raise ModelLoadError(
                 f"no production model for {', '.join(missing)} in the registry "
                 f"{settings.model_registry}: {HOW_TO_GET_A_MODEL}")

@@ -160,3 +160,15 @@ async def test_mixed_calls_keep_order_and_entity_scores_come_from_each_model(
             np.testing.assert_allclose(list(ent.probabilities.values()), zh_ents[0][0],
                                        atol=1e-5)
             np.testing.assert_allclose(_probs(r), zh_doc[0], atol=1e-5)
+
+
+async def test_a_broken_chinese_model_does_not_stop_english(
+        tmp_path: Path, checkpoints, metrics, caplog) -> None:
+    reg = _registry(tmp_path, checkpoints, ("en", "zh"))
+    (tmp_path / "versions" / "zh-1" / "head.safetensors").write_bytes(b"not a head")
+    with caplog.at_level(logging.ERROR, logger="services.classify.serve"):
+        async with open_inference_worker(_settings(reg), metrics) as scorer:
+            assert scorer.serving() == ("en",)
+            (zh,) = await scorer.submit_many([ZH], None, ["zh"])
+    assert _scored(zh).model_language == "en" and zh.to_sentiment("zh").fallback
+    assert any("language zh not served" in r.getMessage() for r in caplog.records)
