@@ -119,7 +119,7 @@ def _hf_pipeline(model: Any, device: str):
     cfg.id2label = dict(enumerate(model.labels))
     cfg.label2id = {lab: i for i, lab in enumerate(model.labels)}
     wrapped = Wrapped(cfg, net).eval()
-    tok = AutoTokenizer.from_pretrained(base_encoder_path())
+    tok = AutoTokenizer.from_pretrained(base_encoder_path(model.config.base_model))  # its own vocab
     return pipeline("text-classification", model=wrapped, tokenizer=tok,
                     device=0 if device == "cuda" else -1, top_k=None,
                     truncation=True, max_length=model.max_length)
