@@ -128,11 +128,27 @@ def _version_of(mv) -> str | None:
 
 
 def window_version(counts: dict[str, int]) -> str | None:
-    """The model version of a window: the one most of its documents carry (ties: the
-    smallest name -- Elasticsearch's terms order, so the backtest agrees)."""
+    """The model version of a window: per language, the one most of its documents carry
+    (ties: the smallest name -- Elasticsearch's terms order, so the backtest agrees);
+    English's plain, another language's as ``lang=version`` (:func:`doc_version`), joined
+    with ``;`` -- an English-only window is its version name, as before languages."""
     if not counts:
         return None
-    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    by_lang: dict[str, dict[str, int]] = {}
+    for key, n in counts.items():
+        lang, sep, _ = key.partition("=")
+        by_lang.setdefault(lang if sep else "en", {})[key] = n
+    best = {lang: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+            for lang, c in by_lang.items()}
+    return ";".join(best[lang] for lang in sorted(best, key=lambda x: (x != "en", x)))
+
+
+def doc_version(d) -> str:
+    """What a document counts towards its window's model version: its model's name, with
+    the model's language unless English (a series may mix both)."""
+    v = d.sentiment.model_version or ""
+    lang = getattr(d.sentiment, "model_language", "en") or "en"
+    return v if not v or lang == "en" else f"{lang}={v}"
 
 
 @dataclass(frozen=True)
@@ -379,7 +395,7 @@ class AlertDetector:
                 for d in group:
                     argv += [d.doc_id, "1" if _negative(d, s) else "0",
                              _evidence_json(d, s) if _negative(d, s) else "",
-                             d.sentiment.model_version or ""]
+                             doc_version(d)]
                 keys = [self._key(s, "neg"), self._key(s, "tot"), self._key(s, "seen", w),
                         self._key(s, "ev", w), self._key(s, "mv", w), self._key(s, "new")]
                 await self._count(keys=keys, args=argv, client=pipe)

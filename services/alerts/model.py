@@ -199,12 +199,38 @@ def expected_pair(st: SeriesState, hour: int, cfg: DetectorConfig) -> tuple[floa
     return mu_n, mu_t
 
 
+def parse_versions(version: str | None) -> dict[str, str]:
+    """``"minilm-x;zh=bge-y"`` -> ``{"en": "minilm-x", "zh": "bge-y"}`` (see
+    :func:`services.alerts.detector.window_version`); a plain name is English's."""
+    out: dict[str, str] = {}
+    for part in (version or "").split(";"):
+        if part:
+            lang, sep, name = part.partition("=")
+            out.update({lang: name} if sep else {"en": part})
+    return out
+
+
+def join_versions(versions: dict[str, str]) -> str | None:
+    if not versions:
+        return None
+    return ";".join(v if lang == "en" else f"{lang}={v}" for lang, v in
+                    sorted(versions.items(), key=lambda kv: (kv[0] != "en", kv[0])))
+
+
 def _model_swap(st: SeriesState, window: int, version: str | None,
                 cfg: DetectorConfig) -> tuple[str | None, dict | None]:
-    """Start (or restart) settling when the window's model differs from the series' one."""
+    """Start (or restart) settling when the window's model differs from the series' one.
+
+    Per language: a series mixing English and Chinese documents sees both models in some
+    windows and one in others; only a language whose model changed is a model change."""
     if version is None or version == st.model_version:
         return None, None
-    old, st.model_version = st.model_version, version
+    before, now = parse_versions(st.model_version), parse_versions(version)
+    merged = join_versions({**before, **now})
+    changed = any(lang in before and before[lang] != v for lang, v in now.items())
+    old, st.model_version = st.model_version, merged
+    if not changed:
+        return None, None
     if old is None or st.neg.hours == 0:  # nothing learned under another model
         return None, None
     st.settle = {"until": window + cfg.settle_windows, "from": old, "to": version,
