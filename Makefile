@@ -48,7 +48,7 @@ model-train: venv  ## train the student from DATA_DIR (distilled from var/teache
 	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models --force \
 	  $(if $(wildcard var/teacher/soft_targets.npz),--teacher var/teacher --epochs 1.2,)
 
-model-train-zh: venv  ## train the Chinese model (bge-small-zh from Maven) from DATA_DIR, register as zh, promote through the zh gate (~35 min on 2 cores)
+model-train-zh: venv  ## train the Chinese model (bge-small-zh from Maven) from DATA_DIR, register as zh, promote through the zh gate (~65 min on 2 cores)
 	$(PY) -m models.finetune.make_production_zh --data-dir $(DATA_DIR) --registry var/models --force --threads 1
 
 model-pack-zh: venv  ## repack models/shipped/zh from var/models' zh production model (or CHECKPOINT=dir)

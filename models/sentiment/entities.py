@@ -10,10 +10,11 @@ the head fall back to the text's overall tone for neutral mentions.
 Cost: one forward pass per document (the hidden states come out of the same graph as the
 document logits), then a (k x 2H) @ (2H x 3) product per document in numpy.
 
-Spans are character offsets in the text the caller passes; the model normalises text
-(:func:`models.text.normalize_text`) before tokenising, so offsets are mapped onto the
-normalised string (identical when the caller's text is already normalised, as the ingest
-stage's is) and then onto token positions with the tokenizer's offsets.
+Spans are character offsets in the text the caller passes; the model normalises text with
+its language's normaliser (:func:`models.normalizers.normalizer_for`) before tokenising, so
+offsets are mapped onto the normalised string (by the normalised prefix, checked against the
+normalised mention, which Chinese repost/#topic# noise can move) and then onto token
+positions with the tokenizer's offsets.
 """
 from __future__ import annotations
 
