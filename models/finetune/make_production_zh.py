@@ -34,7 +34,7 @@ from models.finetune.sources_zh import (
     load_written,
     news_examples,
     split_of,
-    uncovered_span,
+    uncovered_spans,
 )
 from models.finetune.train import TrainConfig, train
 from models.gate import ZH_GATE
@@ -59,8 +59,9 @@ class RecipeZh:
     max_rows: int | None = None  # cap per source (smoke runs)
     source_weights: dict[str, float] = field(
         default_factory=lambda: {"bank": 0.3, "finnsp_other": 0.5})
-    entity_weight: float = 0.5
-    entity_batch: int = 8  # (text, entity) rows per step: one extra forward of long news
+    entity_weight: float = 0.75
+    entity_batch: int = 8  # news texts per step (one extra forward), all their entities scored
+    entity_sampling: str = "texts"
     bank_neutral_keep: float = 0.25
     include_written: bool = True
     base: str = ENCODER
@@ -69,16 +70,17 @@ class RecipeZh:
 def evaluate_news(model, docs: list[NewsDoc]) -> dict:
     """finnsp held-out: document negative F1 (doc head; and "any entity negative") and
     entity-level negative F1 over every listed entity (an entity with no uncovered mention
-    counts as predicted not negative, as the linker would never have linked it)."""
+    counts as predicted not negative, as the linker would never have linked it). Each
+    entity's mentions are all its uncovered occurrences, as the linker passes them."""
     texts = [d.text for d in docs]
     spans, where = [], []
     for i, d in enumerate(docs):
         s = []
         for ent in d.entities:
-            sp = uncovered_span(d.text, ent, d.entities)
-            if sp is not None:
+            sp = uncovered_spans(d.text, ent, d.entities)
+            if sp:
                 where.append((i, ent, len(s)))
-                s.append([sp])
+                s.append(sp)
         spans.append(s)
     doc_p, ent_p = model.predict_entities(texts, spans)
     neg = LABELS.index("negative")
@@ -160,6 +162,7 @@ def run(data_dir: str | Path, registry_root: str | Path, recipe: RecipeZh,
                        source_weights=dict(recipe.source_weights), version=version,
                        entity_weight=recipe.entity_weight if ent_train else 0.0,
                        entity_batch=recipe.entity_batch,
+                       entity_sampling=recipe.entity_sampling,
                        data={**prov, "dedupe": str(rep),
                              "train_balance": balance_report("train", pool),
                              "selected_on": "finfe dev, finnsp dev"})

@@ -105,7 +105,7 @@ def load_evals(data_dir: str | Path, smoke: bool = True) -> dict[str, list[Examp
 
 @dataclass(frozen=True)
 class EntityExample:
-    """One (text, entity) pair with the entity's own label and its character span."""
+    """One (text, entity) pair with the entity's own label and its character span(s)."""
 
     text: str
     entity: str
@@ -114,6 +114,11 @@ class EntityExample:
     label: str
     source: str
     doc: int  # index of the document in its source (splits are by document)
+    more_spans: tuple[tuple[int, int], ...] = ()  # later mentions, pooled with the first
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        return [(self.start, self.end), *self.more_spans]
 
 
 def _find_span(text: str, entity: str) -> tuple[int, int] | None:

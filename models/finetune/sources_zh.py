@@ -97,10 +97,10 @@ def load_finnsp(data_dir: str | Path) -> list[NewsDoc]:
     return out
 
 
-def uncovered_span(text: str, entity: str, others: tuple[str, ...]) -> tuple[int, int] | None:
-    """The first occurrence of ``entity`` in ``text`` that is not inside an occurrence of a
+def uncovered_spans(text: str, entity: str, others: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Every occurrence of ``entity`` in ``text`` that is not inside an occurrence of a
     longer listed entity (众车 inside 众车在线 is the longer name's mention: the linker's
-    longest-match rule); None when every occurrence is covered or there is none."""
+    longest-match rule), in text order; the linker hands all of them to the entity head."""
     longer = [o for o in others if o != entity and entity in o]
     covered: list[tuple[int, int]] = []
     for o in longer:
@@ -108,13 +108,20 @@ def uncovered_span(text: str, entity: str, others: tuple[str, ...]) -> tuple[int
         while s >= 0:
             covered.append((s, s + len(o)))
             s = text.find(o, s + 1)
+    out = []
     s = text.find(entity)
     while s >= 0:
         e = s + len(entity)
         if not any(a <= s and e <= b for a, b in covered):
-            return s, e
+            out.append((s, e))
         s = text.find(entity, s + 1)
-    return None
+    return out
+
+
+def uncovered_span(text: str, entity: str, others: tuple[str, ...]) -> tuple[int, int] | None:
+    """The first of :func:`uncovered_spans`, or None when every occurrence is covered."""
+    spans = uncovered_spans(text, entity, others)
+    return spans[0] if spans else None
 
 
 def news_examples(docs: list[NewsDoc]) -> list[Example]:
@@ -130,12 +137,13 @@ def entity_examples(docs: list[NewsDoc]) -> tuple[list[EntityExample], int]:
     rows, missing = [], 0
     for d in docs:
         for ent in d.entities:
-            span = uncovered_span(d.text, ent, d.entities)
-            if span is None:
+            spans = uncovered_spans(d.text, ent, d.entities)
+            if not spans:
                 missing += 1
                 continue
             label = "negative" if d.negative and ent in d.key_entities else "neutral"
-            rows.append(EntityExample(d.text, ent, *span, label, "finnsp", d.index))
+            rows.append(EntityExample(d.text, ent, *spans[0], label, "finnsp", d.index,
+                                      more_spans=tuple(spans[1:])))
     return rows, missing
 
 

@@ -88,6 +88,10 @@ class TrainConfig:
     source_weights: dict[str, float] = field(default_factory=dict)  # Example.source -> w
     entity_weight: float = 0.0  # weight of the entity-level loss (needs entity_rows)
     entity_batch: int = 16
+    # "rows": entity_batch (text, entity) rows per step; "texts": entity_batch texts per step
+    # and every entity row of each (the forward pass is per text, so several entities of one
+    # text cost nothing more)
+    entity_sampling: Literal["rows", "texts"] = "rows"
     data: dict = field(default_factory=dict)  # provenance, copied into the model config
 
     def resolved_lr(self) -> float:
@@ -278,8 +282,8 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
                 logits = model(ids, mask)
             loss = loss_of(logits.float(), idx)
             if ent_head is not None:
-                loss = loss + cfg.entity_weight * _entity_loss(model, ent_head, ent, gen,
-                                                               cfg.entity_batch, device)
+                loss = loss + cfg.entity_weight * _entity_loss(
+                    model, ent_head, ent, gen, cfg.entity_batch, device, cfg.entity_sampling)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -338,18 +342,28 @@ def _entity_batches(scorer: SentimentModel, rows: list) -> dict:
     """Encode each entity text once; per row: its text index, token set and label."""
     texts = list(dict.fromkeys(r.text for r in rows))
     pos = {t: i for i, t in enumerate(texts)}
-    sets = [scorer.entity_token_sets(r.text, [[(r.start, r.end)]])[0] for r in rows]
+    sets = [scorer.entity_token_sets(r.text, [_spans(r)])[0] for r in rows]
     keep = [i for i, st in enumerate(sets) if len(st)]
-    return {"texts": texts, "enc": scorer.encode(texts),
-            "text_of": np.array([pos[rows[i].text] for i in keep]),
+    text_of = np.array([pos[rows[i].text] for i in keep], dtype=np.int64)
+    return {"texts": texts, "enc": scorer.encode(texts), "text_of": text_of,
             "sets": [sets[i] for i in keep],
-            "y": np.array([LABELS.index(rows[i].label) for i in keep], dtype=np.int64)}
+            "y": np.array([LABELS.index(rows[i].label) for i in keep], dtype=np.int64),
+            "texts_with_rows": np.unique(text_of)}
+
+
+def _spans(row) -> list[tuple[int, int]]:
+    return list(getattr(row, "spans", None) or [(row.start, row.end)])
 
 
 def _entity_loss(model, head, ent: dict, gen: np.random.Generator, k: int,
-                 device: torch.device) -> torch.Tensor:
-    idx = gen.choice(len(ent["y"]), size=min(k, len(ent["y"])), replace=False)
-    tix = np.unique(ent["text_of"][idx])
+                 device: torch.device, sampling: str = "rows") -> torch.Tensor:
+    if sampling == "texts":
+        pool = ent["texts_with_rows"]
+        tix = np.sort(gen.choice(pool, size=min(k, len(pool)), replace=False))
+        idx = np.flatnonzero(np.isin(ent["text_of"], tix))
+    else:
+        idx = gen.choice(len(ent["y"]), size=min(k, len(ent["y"])), replace=False)
+        tix = np.unique(ent["text_of"][idx])
     b = ent["enc"].select(tix)
     _, hidden = model.forward_with_hidden(torch.from_numpy(b.input_ids).to(device),
                                           torch.from_numpy(b.attention_mask).to(device))

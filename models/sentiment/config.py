@@ -32,6 +32,9 @@ class ModelConfig:
     classifier_dropout: float = 0.1
     normalization_version: str = NORMALIZATION_VERSION
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # The CPU backend ``auto`` picks for this model (models.sentiment.cpu_backends); set only
+    # by models.finetune.quant_check after the held-out figures under it were measured.
+    cpu_backend: str | None = None
     lora: dict | None = None  # r, alpha, dropout, target_modules when method == "lora"
     training: dict = field(default_factory=dict)  # recipe summary (data, lr, epochs, seed)
 

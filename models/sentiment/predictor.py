@@ -100,9 +100,10 @@ class SentimentModel:
         """Switch the CPU execution backend; returns the one chosen.
 
         ``auto`` picks per hardware from the measured figures in docs/model.md: on
-        CUDA always fp32 weights + bf16 autocast; on CPU ONNX Runtime when available
-        (same predictions as fp32, ~1.6x faster), else fp32. int8 is opt-in because it
-        changes ~5% of labels (see ``models.sentiment.cpu_backends.pick_cpu_backend``).
+        CUDA always fp32 weights + bf16 autocast; on CPU the model's own measured choice
+        (``config.cpu_backend``, e.g. ``onnx-int8`` for the Chinese model), else ONNX
+        Runtime when available (same predictions as fp32, ~1.6x faster), else fp32. int8 is
+        opt-in because it changes labels (see ``cpu_backends.pick_cpu_backend``).
         """
         import models.sentiment.cpu_backends as cpu_backends
 
@@ -112,7 +113,7 @@ class SentimentModel:
                 self._hidden_runner = self._torch_hidden
                 return self.backend
             if backend == "auto":
-                backend = cpu_backends.pick_cpu_backend()
+                backend = cpu_backends.pick_cpu_backend(getattr(self.config, "cpu_backend", None))
             runner = cpu_backends.build_cpu_backend(self.network, backend, self.max_length)
             if runner is None:  # unavailable (e.g. onnxruntime missing): stay on fp32
                 self.backend, self._runner = "fp32", self._torch_runner

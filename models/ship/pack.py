@@ -156,7 +156,7 @@ def pack(checkpoint: Path, out: Path, *, metrics_path: Path | None = None,
             m["probes"] = [{"text": t, "probabilities": [round(float(x), 7) for x in p]}
                            for t, p in zip(probes, expected, strict=True)]
             check_probes(rebuilt_dir, m, tolerance, staging)  # what install will check
-        (staging / mf.MANIFEST).write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n")
+        mf.write_manifest(staging, m)
         old = out.parent / f".{out.name}.old"
         shutil.rmtree(old, ignore_errors=True)
         if out.exists():

