@@ -140,13 +140,15 @@ class EntityLinker:
         out: list[tuple[int, int, str | None, int]] = []
         for m in self._matcher.find(text):
             out.append((m.start, m.end, m.value, _P_NAME))
-            # 贵州茅台(600519) / 平安(000001): the bracketed code decides (and is the context
-            # that makes a bare number a code)
+            # 贵州茅台(600519) / 平安(000001): the bracketed code decides an ambiguous name (and
+            # is the context that makes a bare number a code); after an unambiguous name it
+            # counts only when it is that company's own code: 贵州茅台(2007) is a year, not
+            # Country Garden's 2007.HK
             pm = _PAREN_CODE_RE.match(text, m.end) if "(" in text else None
             if pm is not None:
                 code = parse_code(pm.group(1), bare=True)
                 ent = self.watchlist.known_code(code) if code else None
-                if ent is not None:
+                if ent is not None and (m.value is None or ent == m.value):
                     out.append((m.start, pm.end(), ent, _P_NAME_CODE))
         return out
 

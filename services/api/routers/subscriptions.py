@@ -91,9 +91,26 @@ async def _canonical(request: Request, body: SubscriptionIn | SubscriptionPatch)
             update={"entities": list(dict.fromkeys(resolved))})
     if body.silences:
         watchlist = request.app.state.watchlist
-        changes["silences"] = [s.model_copy(update={"entity": watchlist.canonical(s.entity)})
+        changes["silences"] = [s.model_copy(update={"entity": silence_entity(watchlist, s.entity)})
                                if s.entity and s.entity != "*" else s for s in body.silences]
     return body.model_copy(update=changes) if changes else body
+
+
+def silence_entity(watchlist: Any, entity: str) -> str:
+    """A silence's entity as the alerts spell it: any code spelling or a Chinese full or short
+    name of a watchlist company becomes its id (贵州茅台 -> 600519.SH). Unlike a filter, a
+    ticker yuqing has not seen yet may be muted ahead of time; a name that is neither on the
+    watchlist nor spelled like a ticker, or an ambiguous short name, is a 400."""
+    found = watchlist.resolve(entity)
+    if found.entity:
+        return found.entity
+    if found.ambiguous is not None:
+        options = " or ".join(watchlist.describe(t) for t in found.ambiguous.candidates)
+        raise HTTPException(400, f"entity {entity!r} is ambiguous: give {options}")
+    if found.ticker:
+        return found.ticker
+    raise HTTPException(400, f"unknown entity {entity!r}: not a name on the watchlist; give "
+                             "its code (600519.SH) or add it to the watchlist")
 
 
 async def _get(subs: SubsDep, sub_id: str) -> Subscription:
@@ -153,7 +170,7 @@ async def add_silence(request: Request, sub_id: SubId, body: SilenceIn, subs: Su
     sub = await _owned(subs, sub_id, key)
     silence = Silence(**body.model_dump())
     if silence.entity and silence.entity != "*":
-        silence.entity = request.app.state.watchlist.canonical(silence.entity)
+        silence.entity = silence_entity(request.app.state.watchlist, silence.entity)
     active = [s for s in sub.silences if s.until > utcnow()]  # expired ones are dropped here
     if len(active) >= 100:
         raise HTTPException(400, "a subscription holds at most 100 active silences")

@@ -74,3 +74,22 @@ def test_the_query_pattern_takes_chinese_and_refuses_the_key_separator() -> None
         assert re.match(ENTITY_PATTERN, ok), ok
     for bad in ("a|b", "x\ny"):
         assert not re.match(ENTITY_PATTERN, bad), bad
+
+
+@pytest.mark.parametrize(("given", "entity"), [
+    ("贵州茅台", "600519.SH"), ("騰訊", "0700.HK"), ("sh600519", "600519.SH"),
+    ("googl", "GOOGL"), ("ZZZQ", "ZZZQ"),  # a ticker not seen yet may be muted ahead of time
+])
+def test_silences_take_chinese_names_and_codes(given: str, entity: str):
+    from services.api.routers.subscriptions import silence_entity
+
+    assert silence_entity(Watchlist.from_file(fold=to_simplified), given) == entity
+
+
+@pytest.mark.parametrize(("given", "says"), [("平安", "ambiguous"), ("某某公司", "unknown entity")])
+def test_a_silence_on_an_ambiguous_or_unknown_name_is_a_400(given: str, says: str):
+    from services.api.routers.subscriptions import silence_entity
+
+    with pytest.raises(HTTPException) as e:
+        silence_entity(Watchlist.from_file(fold=to_simplified), given)
+    assert e.value.status_code == 400 and says in e.value.detail
