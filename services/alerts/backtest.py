@@ -188,8 +188,11 @@ def composite_body(dim: str, start: datetime, end: datetime, window_s: int,
     return {"size": 0, "track_total_hits": False, "query": {"bool": {"filter": filters}},
             "aggs": {"series": {"composite": comp, "aggs": {
                 "neg": {"filter": neg}, **sub,
-                # ties: the smallest name (ES orders equal counts by key), as the stream
-                "mv": {"terms": {"field": "sentiment.model_version", "size": 1}}}}}}
+                # per language of the scoring model, its most common version (ties: the
+                # smallest name, ES's order for equal counts), as the stream's window_version
+                "ml": {"terms": {"field": "sentiment.model_language", "size": 16,
+                                 "missing": "en"}, "aggs": {
+                    "mv": {"terms": {"field": "sentiment.model_version", "size": 1}}}}}}}}
 
 
 def read_page(data: dict[Series, SeriesData], dim: str, resp: Mapping, window_s: int,
@@ -203,12 +206,26 @@ def read_page(data: dict[Series, SeriesData], dim: str, resp: Mapping, window_s:
             continue  # a document of a wanted entity also names others
         key = Series(value, "*") if dim == "entities" else Series("*", value)
         window = int(b["key"]["w"]) // 1000 // window_s
-        mv = {x["key"]: x["doc_count"] for x in b.get("mv", {}).get("buckets", [])}
+        mv = bucket_versions(b)
         neg = b["neg"]["doc_count"] + next(
             (x["doc_count"] for x in b.get("negfor", {}).get("buckets", []) if x["key"] == value),
             0)
         add_bucket(data, key, window, b["doc_count"], neg, mv)
     return agg.get("after_key") if buckets else None
+
+
+def bucket_versions(bucket: Mapping) -> dict[str, int]:
+    """{version key: documents} of one bucket, keyed as the stream counts them
+    (:func:`services.alerts.detector.doc_version`: ``zh=<version>`` for a Chinese model's).
+    Buckets read before per-language versions (a flat ``mv`` terms) are English's."""
+    out: dict[str, int] = {}
+    for lang in bucket.get("ml", {}).get("buckets", []):
+        for x in lang.get("mv", {}).get("buckets", []):
+            key = x["key"] if lang["key"] in ("en", "") else f"{lang['key']}={x['key']}"
+            out[key] = out.get(key, 0) + x["doc_count"]
+    for x in bucket.get("mv", {}).get("buckets", []):
+        out[x["key"]] = out.get(x["key"], 0) + x["doc_count"]
+    return out
 
 
 async def fetch_series(es: Any, alias: str, start: datetime, end: datetime, window_s: int,

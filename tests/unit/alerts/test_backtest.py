@@ -154,3 +154,19 @@ def test_cli_bad_input_exits_non_zero_with_one_line(args, msg) -> None:
     err = out.stderr if hasattr(out, "stderr") else out.output
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and msg in lines[0], err
+
+
+def test_a_window_model_version_is_per_language_as_the_stream_keeps_it() -> None:
+    from services.alerts.detector import window_version
+
+    bucket = {"ml": {"buckets": [
+        {"key": "en", "doc_count": 9, "mv": {"buckets": [{"key": "minilm-b", "doc_count": 6}]}},
+        {"key": "zh", "doc_count": 3, "mv": {"buckets": [{"key": "bge-a", "doc_count": 3}]}}]}}
+    mv = bt.bucket_versions(bucket)
+    assert mv == {"minilm-b": 6, "zh=bge-a": 3}
+    # the overall majority would be minilm-b alone; the stream's key names both models
+    assert window_version(mv) == "minilm-b;zh=bge-a"
+    body = bt.composite_body("entities", datetime(2026, 1, 1, tzinfo=UTC),
+                             datetime(2026, 1, 2, tzinfo=UTC), 300, [], None)
+    ml = body["aggs"]["series"]["aggs"]["ml"]
+    assert ml["terms"]["field"] == "sentiment.model_language" and ml["terms"]["missing"] == "en"
