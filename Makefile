@@ -11,7 +11,7 @@ DATA_DIR ?= ../shared/data
 # make model-pack CHECKPOINT=var/models/versions/<version>: pack that one instead of production
 CHECKPOINT ?=
 
-.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-train-zh model-pack model-pack-zh bench lint clean
+.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-train-zh model-pack model-pack-zh model-quant-zh bench lint clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,9 +51,16 @@ model-train: venv  ## train the student from DATA_DIR (distilled from var/teache
 model-train-zh: venv  ## train the Chinese model (bge-small-zh from Maven) from DATA_DIR, register as zh, promote through the zh gate (~65 min on 2 cores)
 	$(PY) -m models.finetune.make_production_zh --data-dir $(DATA_DIR) --registry var/models --force --threads 1
 
-model-pack-zh: venv  ## repack models/shipped/zh from var/models' zh production model (or CHECKPOINT=dir)
+model-pack-zh: venv  ## repack models/shipped/zh from var/models' zh production model (or CHECKPOINT=dir), then model-quant-zh
 	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models --lang zh) \
 	  --out models/shipped/zh
+	$(MAKE) model-quant-zh
+
+ZH_CHECKPOINT = $(or $(CHECKPOINT),var/models/$(shell $(PY) -c "import json;print(json.load(open('var/models/production-zh.json'))['path'])" 2>/dev/null))
+model-quant-zh: venv  ## measure onnx-int8 against fp32 on the zh held-out sets; record it as the model's CPU backend when it holds
+	$(PY) -m models.finetune.quant_check --checkpoint $(ZH_CHECKPOINT) --backend onnx-int8 \
+	  --data-dir $(DATA_DIR) --write --shipped models/shipped/zh || \
+	  echo "onnx-int8 did not hold for this model: it serves on ONNX fp32"
 
 model-pack: venv  ## repack models/shipped/en from var/models' production model (or CHECKPOINT=dir); agreement checked on valid.csv
 	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models) \

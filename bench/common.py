@@ -84,13 +84,17 @@ def headlines_zh(n: int, seed: int = 7) -> list[str]:
     out: list[str] = []
     for _ in range(n):
         r, co = rng.random(), rng.choice(_ZH_COMPANIES)
+        # Every variant carries a number or date, so chance collisions stay well under the
+        # 5% of deliberate repeats (the worker's text cache must not flatter it).
         if r < 0.3:  # forum post, sometimes with the 股吧 stock tag
             tag = f"${co}(SH{rng.randint(600000, 605000)})$ " if rng.random() < 0.4 else ""
-            out.append(f"{tag}{rng.choice(_ZH_POSTS)}")
+            out.append(f"{tag}{rng.choice(_ZH_POSTS)} 现价{rng.uniform(3, 300):.2f}")
         elif r < 0.85:  # headline
-            out.append(f"{co}：{rng.choice(_ZH_EVENTS)}（{rng.randint(2015, 2026)}年）")
+            out.append(f"{co}：{rng.choice(_ZH_EVENTS)}（{rng.randint(2015, 2026)}年"
+                       f"{rng.randint(1, 12)}月{rng.randint(1, 28)}日）")
         else:  # headline with lede
-            out.append(f"{co}{rng.choice(_ZH_EVENTS)}。{_ZH_LEDE}")
+            out.append(f"{co}{rng.choice(_ZH_EVENTS)}（{rng.randint(2015, 2026)}年"
+                       f"{rng.randint(1, 12)}月）。{_ZH_LEDE}")
     for i in range(0, n, 20):
         out[i] = out[rng.randrange(n)]
     return out

@@ -92,6 +92,7 @@ class TrainConfig:
     # and every entity row of each (the forward pass is per text, so several entities of one
     # text cost nothing more)
     entity_sampling: Literal["rows", "texts"] = "rows"
+    entity_all_mentions: bool = False  # pool every mention of a row (else its first span)
     data: dict = field(default_factory=dict)  # provenance, copied into the model config
 
     def resolved_lr(self) -> float:
@@ -217,7 +218,7 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
         from models.sentiment.entities import EntityHead
 
         ent_head = EntityHead(mcfg.hidden_size, len(LABELS)).to(device)
-        ent = _entity_batches(scorer, entity_rows)
+        ent = _entity_batches(scorer, entity_rows, cfg.entity_all_mentions)
         print(f"entity loss: {len(entity_rows)} (text, entity) rows over {len(ent['texts'])} "
               f"texts, weight {cfg.entity_weight}")
 
@@ -338,11 +339,12 @@ def train(cfg: TrainConfig, train_set: list[Example], dev_set: list[Example],
     return TrainResult(out, dev_metrics, history, train_seconds, step)
 
 
-def _entity_batches(scorer: SentimentModel, rows: list) -> dict:
+def _entity_batches(scorer: SentimentModel, rows: list, all_mentions: bool = False) -> dict:
     """Encode each entity text once; per row: its text index, token set and label."""
     texts = list(dict.fromkeys(r.text for r in rows))
     pos = {t: i for i, t in enumerate(texts)}
-    sets = [scorer.entity_token_sets(r.text, [_spans(r)])[0] for r in rows]
+    sets = [scorer.entity_token_sets(r.text, [_spans(r) if all_mentions else [(r.start, r.end)]])[0]
+            for r in rows]
     keep = [i for i, st in enumerate(sets) if len(st)]
     text_of = np.array([pos[rows[i].text] for i in keep], dtype=np.int64)
     return {"texts": texts, "enc": scorer.encode(texts), "text_of": text_of,
