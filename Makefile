@@ -58,9 +58,11 @@ model-pack-zh: venv  ## repack models/shipped/zh from var/models' zh production 
 
 ZH_CHECKPOINT = $(or $(CHECKPOINT),var/models/$(shell $(PY) -c "import json;print(json.load(open('var/models/production-zh.json'))['path'])" 2>/dev/null))
 model-quant-zh: venv  ## measure onnx-int8 against fp32 on the zh held-out sets; record it as the model's CPU backend when it holds
+	@test -f "$(ZH_CHECKPOINT)/yuqing_model.json" || { echo "no zh checkpoint at '$(ZH_CHECKPOINT)': run make model (or pass CHECKPOINT=dir)"; exit 2; }
 	$(PY) -m models.finetune.quant_check --checkpoint $(ZH_CHECKPOINT) --backend onnx-int8 \
-	  --data-dir $(DATA_DIR) --write --shipped models/shipped/zh || \
-	  echo "onnx-int8 did not hold for this model: it serves on ONNX fp32"
+	  --data-dir $(DATA_DIR) --write --shipped models/shipped/zh; rc=$$?; \
+	  if [ $$rc -eq 1 ]; then echo "onnx-int8 did not hold for this model: auto serves it on ONNX fp32"; \
+	  elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
 model-pack: venv  ## repack models/shipped/en from var/models' production model (or CHECKPOINT=dir); agreement checked on valid.csv
 	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models) \

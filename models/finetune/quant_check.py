@@ -6,7 +6,10 @@
 int8 weights change a few labels, so a backend other than fp32/ONNX fp32 is never a host
 default. Instead each model is measured under it on the same real held-out sets it was judged
 on (the language's sets: Chinese posts, finnsp documents and entities, bank comments; English
-``eval/`` plus ``valid.csv``). When no headline figure drops by more than ``--tolerance``,
+``eval/`` plus ``valid.csv``). Exit status: 0 it holds, 1 it does not, 2 an error. A worker
+already serving the version keeps its backend until it next loads it (restart it); a registry
+that installed the version before it opted in keeps its copy (run this with ``--write`` on
+that copy, or reinstall). When no headline figure drops by more than ``--tolerance``,
 ``--write`` records the backend as the model's own ``cpu_backend`` (``yuqing_model.json``),
 which ``SentimentModel.set_backend("auto")`` then picks, and writes the figures side by side
 to ``eval-cpu-backend.json``. ``--shipped`` applies the same two files to the shipped folder
@@ -60,7 +63,7 @@ def measure(checkpoint: Path, backend: str, data_dir: Path) -> dict:
         model = SentimentModel.from_checkpoint(checkpoint, device="cpu", backend=be)
         if model.backend != be:
             raise DataError(f"backend {be} is not available on this host (got {model.backend}): "
-                            "install onnx and onnxruntime (`pip install -e .`)")
+                            "install onnx and onnxruntime (`pip install -e '.[cpu-opt]'`)")
         for name, exs in sets.items():
             if not exs:
                 continue
@@ -81,6 +84,9 @@ def measure(checkpoint: Path, backend: str, data_dir: Path) -> dict:
                        "entity_negative_f1": r["entity_negative"]["f1"]}
     for name, by in labels.items():
         out["sets"][name]["label_agreement"] = round(float(np.mean(by["fp32"] == by[backend])), 4)
+    if not any(backend in row for row in out["sets"].values()):
+        raise DataError(f"no held-out set of a {cfg.language} model was found under {data_dir}: "
+                        "point --data-dir at the shared data folder")
     return out
 
 
@@ -96,21 +102,32 @@ def worst_drop(result: dict) -> tuple[float, str]:
 
 
 def record(folder: Path, backend: str | None, result: dict) -> None:
-    """Write ``cpu_backend`` into the folder's config and the figures beside it."""
+    """Write ``cpu_backend`` into the folder's config and the figures beside it (each file
+    replaced atomically: a worker may be loading this registered version right now)."""
     cfg = ModelConfig.load(folder)
     cfg.cpu_backend = backend
     cfg.save(folder)
-    (folder / RESULT_FILE).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    tmp = folder / f".{RESULT_FILE}.tmp"
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    tmp.replace(folder / RESULT_FILE)
 
 
-def record_shipped(shipped: Path, backend: str | None, result: dict) -> None:
-    """The same two files in a shipped folder, with its manifest entries refreshed."""
+def check_shipped(shipped: Path, result: dict) -> dict:
+    """The shipped folder's manifest, refused unless it ships the measured version."""
     from models.ship import manifest as mf
 
     m = mf.read_manifest(shipped)
     if m.get("version") != result["model_version"]:
         raise DataError(f"{shipped} ships {m.get('version')}, not {result['model_version']}: "
                         "measure the checkpoint that folder was packed from")
+    return m
+
+
+def record_shipped(shipped: Path, backend: str | None, result: dict) -> None:
+    """The same two files in a shipped folder, with its manifest entries refreshed."""
+    from models.ship import manifest as mf
+
+    m = check_shipped(shipped, result)
     record(shipped, backend, result)
     for name in (CONFIG_FILE, RESULT_FILE):
         m["files"][name] = mf.file_entry(shipped / name)
@@ -151,13 +168,15 @@ def main() -> None:
                    f"{'holds' if holds else 'does not hold'}")
         if write:
             choice = backend if holds else None
-            record(checkpoint, choice, result)
-            if shipped is not None:
-                try:
+            try:
+                if shipped is not None:  # refuse before writing anything
+                    check_shipped(shipped, result)
+                record(checkpoint, choice, result)
+                if shipped is not None:
                     record_shipped(shipped, choice, result)
-                except DataError as e:
-                    typer.echo(f"error: {e}", err=True)
-                    raise typer.Exit(2) from e
+            except (DataError, OSError) as e:
+                typer.echo(f"error: {e}", err=True)
+                raise typer.Exit(2) from e
             typer.echo(f"cpu_backend = {choice} written to {checkpoint}"
                        + (f" and {shipped}" if shipped else ""))
         if not holds:

@@ -42,7 +42,9 @@ class ModelConfig:
         path = Path(folder) / CONFIG_FILE
         d = asdict(self)
         d["labels"] = list(self.labels)
-        path.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
+        tmp = path.with_name(f".{CONFIG_FILE}.tmp")  # atomic: a loader never sees half of it
+        tmp.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
         return path
 
     @classmethod

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -41,8 +42,10 @@ class Backend:
     """A CPU backend: ``backend(ids, mask)`` -> probabilities; ``backend.hidden(ids, mask)``
     -> (probabilities, last hidden states) from the same single forward pass."""
 
-    def __init__(self, both: Callable[[np.ndarray, np.ndarray, bool], tuple]):
+    def __init__(self, both: Callable[[np.ndarray, np.ndarray, bool], tuple],
+                 name: str | None = None):
         self._both = both
+        self.name = name  # what actually runs, when it can differ from what was asked
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self._both(ids, mask, False)[0]
@@ -115,21 +118,29 @@ def _export(net: nn.Module, ids: torch.Tensor, path: str) -> None:
     )
 
 
+class _QuantiserHint(logging.Filter):
+    """Drops the pre-processing hint ONNX Runtime's quantiser logs through the root logger
+    at WARNING on every call; every other record passes (a filter, not a level change, so
+    concurrent loads on other threads lose nothing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname or "quantization" not in record.pathname \
+            or record.levelno > logging.WARNING
+
+
+_HINT_FILTER = _QuantiserHint()
+
+
 def quantize_onnx_int8(src: str, dst: str) -> None:
     """int8 weights for every MatMul (per output channel: one scale per column keeps the
     small attention matrices as faithful as the large ones), activations per batch."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quiet = logging.getLogger()  # the quantiser logs a pre-processing hint at WARNING, once per call
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"])
-    finally:
-        quiet.setLevel(level)
+    root = logging.getLogger()
+    if _HINT_FILTER not in root.filters:
+        root.addFilter(_HINT_FILTER)
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"])
 
 
 def _onnx_backend(network: nn.Module, max_length: int, int8: bool = False) -> Backend | None:
@@ -142,13 +153,17 @@ def _onnx_backend(network: nn.Module, max_length: int, int8: bool = False) -> Ba
         path = os.path.join(d, "model.onnx")
         try:
             export_onnx(network, path, max_length)
-            if int8:
-                qpath = os.path.join(d, "model-int8.onnx")
-                quantize_onnx_int8(path, qpath)
-                path = qpath
         except Exception as e:  # exporter deps missing/unsupported op: stay on torch
             print(f"{name} export failed ({type(e).__name__}: {e}); not using {name}")
             return None
+        if int8:
+            qpath = os.path.join(d, "model-int8.onnx")
+            try:
+                quantize_onnx_int8(path, qpath)
+                path = qpath
+            except Exception as e:  # the fp32 graph is still there: serve it, not torch
+                print(f"onnx-int8 quantisation failed ({type(e).__name__}: {e}); serving onnx")
+                name = "onnx"
         so = ort.SessionOptions()
         so.intra_op_num_threads = torch.get_num_threads()
         # No busy-waiting between ops: the CPU worker shares its host with the stream stages
@@ -165,7 +180,7 @@ def _onnx_backend(network: nn.Module, max_length: int, int8: bool = False) -> Ba
         e = np.exp(logits - logits.max(1, keepdims=True))
         return (e / e.sum(1, keepdims=True)).astype(np.float32), (outs[1] if hidden else None)
 
-    return Backend(run)
+    return Backend(run, name)
 
 
 def build_cpu_backend(network: nn.Module, backend: str, max_length: int) -> Backend | None:

@@ -71,7 +71,7 @@ class SentimentModel:
     def from_checkpoint(
         cls, path: str | Path, device: str = "auto", backend: str = "auto"
     ) -> SentimentModel:
-        """Load a checkpoint folder. ``backend``: auto|fp32|int8|onnx (CPU only; CUDA
+        """Load a checkpoint folder. ``backend``: auto|fp32|int8|onnx|onnx-int8 (CPU only; CUDA
         always runs the torch model in bf16 autocast)."""
         from models.sentiment.entities import EntityHead
 
@@ -119,7 +119,7 @@ class SentimentModel:
                 self.backend, self._runner = "fp32", self._torch_runner
                 self._hidden_runner = self._torch_hidden
             else:
-                self.backend, self._runner = backend, runner
+                self.backend, self._runner = getattr(runner, "name", None) or backend, runner
                 self._hidden_runner = runner.hidden
             return self.backend
 

@@ -174,5 +174,7 @@ def file_entry(path: Path) -> dict:
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
     path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(path)
     return path

@@ -39,6 +39,7 @@ from typing import Any
 from services.core.codes import parse_code
 from services.core.watchlist import (
     ZH_CASHTAG_RE,
+    Ambiguous,
     Company,
     Watchlist,
     default_watchlist_path,
@@ -148,9 +149,16 @@ class EntityLinker:
             if pm is not None:
                 code = parse_code(pm.group(1), bare=True)
                 ent = self.watchlist.known_code(code) if code else None
-                if ent is not None and (m.value is None or ent == m.value):
+                if ent is not None and (m.value is None or ent == m.value
+                                        or self._ambiguous_for(text[m.start:m.end], ent)):
                     out.append((m.start, pm.end(), ent, _P_NAME_CODE))
         return out
+
+    def _ambiguous_for(self, name: str, ent: str) -> bool:
+        """``name`` is an ambiguous short name (even one with a default, 恒大 -> 3333.HK) and
+        ``ent`` one of the companies it may mean: 恒大(0708) is 恒大汽车."""
+        found = self.watchlist.lookup_name(name)
+        return isinstance(found, Ambiguous) and ent in found.candidates
 
     def link(self, text: str, producer: Iterable[str] = ()) -> list[str]:
         """Ordered unique ids: producer's first, then text mentions by position."""

@@ -36,6 +36,7 @@ def spans(linker: EntityLinker, text: str) -> dict[str, list[str]]:
     ("恒大汽车停牌", {"0708.HK": ["恒大汽车"]}),
     ("平安(000001)涨停", {"000001.SZ": ["平安(000001)"]}),
     ("平安(601318)跌", {"2318.HK": ["平安(601318)"]}),
+    ("恒大(0708)停牌", {"0708.HK": ["恒大(0708)"]}),  # a default link yields to the code
     # after an unambiguous name a bracketed number is its code only when it is its own code
     ("贵州茅台(2007)年报回顾", {"600519.SH": ["贵州茅台"]}),
     ("贵州茅台(600519)年报", {"600519.SH": ["贵州茅台(600519)"]}),

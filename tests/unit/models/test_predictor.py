@@ -111,3 +111,21 @@ def test_from_checkpoint_errors_name_the_problem(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="yuqing_model.json not found"):
         SentimentModel.from_checkpoint(tmp_path / "empty")
+
+
+def test_a_failed_quantisation_serves_the_fp32_onnx_graph(untrained, monkeypatch):
+    from models.sentiment import cpu_backends
+
+    if not cpu_backends.onnx_available():
+        pytest.skip(reason="onnx backend unavailable on this host")
+
+    def broken(src, dst):
+        raise RuntimeError("quantiser blew up")
+
+    monkeypatch.setattr(cpu_backends, "quantize_onnx_int8", broken)
+    try:
+        assert untrained.set_backend("onnx-int8") == "onnx"
+        enc = untrained.encode(["record revenue"])
+        assert untrained.forward(enc).shape == (1, 3)
+    finally:
+        untrained.set_backend("fp32")

@@ -41,3 +41,12 @@ def test_recording_in_a_shipped_folder_keeps_its_manifest_valid(tmp_path):
     assert m2["files"]["delta.safetensors"] == m["files"]["delta.safetensors"]  # untouched
     with pytest.raises(DataError, match="measure the checkpoint"):
         record_shipped(folder, None, {**r, "model_version": "another"})
+
+
+def test_nothing_measured_is_an_error_not_a_pass(tmp_path):
+    from models.finetune.quant_check import measure
+    from models.sentiment.config import ModelConfig
+
+    ModelConfig(language="zh", version="v").save(tmp_path)
+    with pytest.raises(DataError, match="no held-out set|not found"):
+        measure(tmp_path, "onnx-int8", tmp_path / "no-data")
