@@ -118,12 +118,6 @@ def uncovered_spans(text: str, entity: str, others: tuple[str, ...]) -> list[tup
     return out
 
 
-def uncovered_span(text: str, entity: str, others: tuple[str, ...]) -> tuple[int, int] | None:
-    """The first of :func:`uncovered_spans`, or None when every occurrence is covered."""
-    spans = uncovered_spans(text, entity, others)
-    return spans[0] if spans else None
-
-
 def news_examples(docs: list[NewsDoc]) -> list[Example]:
     """Document rows: negative items as ``negative``, the others as ``neutral`` (source
     ``finnsp_other``, weighted down in the recipe: "not negative" is not always neutral)."""

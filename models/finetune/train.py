@@ -343,7 +343,7 @@ def _entity_batches(scorer: SentimentModel, rows: list, all_mentions: bool = Fal
     """Encode each entity text once; per row: its text index, token set and label."""
     texts = list(dict.fromkeys(r.text for r in rows))
     pos = {t: i for i, t in enumerate(texts)}
-    sets = [scorer.entity_token_sets(r.text, [_spans(r) if all_mentions else [(r.start, r.end)]])[0]
+    sets = [scorer.entity_token_sets(r.text, [r.spans if all_mentions else [(r.start, r.end)]])[0]
             for r in rows]
     keep = [i for i, st in enumerate(sets) if len(st)]
     text_of = np.array([pos[rows[i].text] for i in keep], dtype=np.int64)
@@ -352,9 +352,6 @@ def _entity_batches(scorer: SentimentModel, rows: list, all_mentions: bool = Fal
             "y": np.array([LABELS.index(rows[i].label) for i in keep], dtype=np.int64),
             "texts_with_rows": np.unique(text_of)}
 
-
-def _spans(row) -> list[tuple[int, int]]:
-    return list(getattr(row, "spans", None) or [(row.start, row.end)])
 
 
 def _entity_loss(model, head, ent: dict, gen: np.random.Generator, k: int,

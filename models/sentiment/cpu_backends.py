@@ -9,9 +9,9 @@ Backends (each a :data:`CpuBackend`: softmax probabilities for ``(input_ids, att
   ONNX Runtime (graph optimisations + its own GEMM kernels), only when
   ``onnxruntime`` is importable and the export succeeds.
 * ``onnx-int8``  that graph with every MatMul weight quantised to int8 by ONNX Runtime's
-  dynamic quantiser (activations quantised per batch; no calibration data). ~2.8x the
-  ``onnx`` backend on the 2-core box for bge-small-zh, against ~2.2x for torch's ``int8``,
-  because ORT's int8 GEMM kernels also cover the attention projections' layout. It changes
+  dynamic quantiser (activations quantised per batch; no calibration data). Measured on the
+  2-core box for bge-small-zh: ~2.8x the ``onnx`` backend, against ~2.2x for torch's
+  ``int8`` (docs/chinese.md). It changes
   labels (a few percent), so it is never a host default: a model opts in through
   ``ModelConfig.cpu_backend`` once its held-out figures under it were measured
   (``python -m models.finetune.quant_check``), or a host passes it explicitly.

@@ -4,7 +4,6 @@ from models.finetune.sources_zh import (
     entity_examples,
     news_examples,
     split_of,
-    uncovered_span,
     uncovered_spans,
 )
 
@@ -21,10 +20,10 @@ def test_split_is_stable_and_roughly_sized():
 
 def test_a_mention_inside_a_longer_listed_entity_is_the_longer_ones():
     text = "众车在线平台逾期，众车在线回应称正常运营"
-    assert uncovered_span(text, "众车", ("众车", "众车在线")) is None
-    assert uncovered_span(text, "众车在线", ("众车", "众车在线")) == (0, 4)
+    assert uncovered_spans(text, "众车", ("众车", "众车在线")) == []
+    assert uncovered_spans(text, "众车在线", ("众车", "众车在线")) == [(0, 4), (9, 13)]
     text2 = "众车在线逾期；另一家众车也被点名"
-    assert uncovered_span(text2, "众车", ("众车", "众车在线")) == (10, 12)
+    assert uncovered_spans(text2, "众车", ("众车", "众车在线")) == [(10, 12)]
     text3 = "乙公司逾期，众车在线回应；乙公司否认"
     assert uncovered_spans(text3, "乙公司", ("乙公司", "众车在线")) == [(0, 3), (13, 16)]
 
