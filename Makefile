@@ -11,7 +11,7 @@ DATA_DIR ?= ../shared/data
 # make model-pack CHECKPOINT=var/models/versions/<version>: pack that one instead of production
 CHECKPOINT ?=
 
-.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-train-zh model-pack model-pack-zh model-quant-zh bench lint clean
+.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-train-zh model-pack model-pack-zh model-quant-zh model-pair-zh bench lint clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ model-train: venv  ## train the student from DATA_DIR (distilled from var/teache
 	$(PY) -m models.finetune.make_production --data-dir $(DATA_DIR) --registry var/models --force \
 	  $(if $(wildcard var/teacher/soft_targets.npz),--teacher var/teacher --epochs 1.2,)
 
-model-train-zh: venv  ## train the Chinese model (bge-small-zh from Maven) from DATA_DIR, register as zh, promote through the zh gate (~65 min on 2 cores)
+model-train-zh: venv  ## train the Chinese model (bge-small-zh from Maven) from DATA_DIR, register as zh, promote through the zh gate (~65 min, then ~40 min for its entity pair model, on one core)
 	$(PY) -m models.finetune.make_production_zh --data-dir $(DATA_DIR) --registry var/models --force --threads 1
 
 model-pack-zh: venv  ## repack models/shipped/zh from var/models' zh production model (or CHECKPOINT=dir), then model-quant-zh
@@ -57,6 +57,12 @@ model-pack-zh: venv  ## repack models/shipped/zh from var/models' zh production 
 	$(MAKE) model-quant-zh
 
 ZH_CHECKPOINT = $(or $(CHECKPOINT),var/models/$(shell $(PY) -c "import json;print(json.load(open('var/models/production-zh.json'))['path'])" 2>/dev/null))
+model-pair-zh: venv  ## train the zh entity pair model (which entity a negative is about) on the zh production model and write it into models/shipped/zh (~25 min on 2 cores), then model-quant-zh
+	@test -f "$(ZH_CHECKPOINT)/yuqing_model.json" || { echo "no zh checkpoint at '$(ZH_CHECKPOINT)': run make model (or pass CHECKPOINT=dir)"; exit 2; }
+	$(PY) -m models.finetune.entity_pair --checkpoint $(ZH_CHECKPOINT) --data-dir $(DATA_DIR) \
+	  --shipped models/shipped/zh
+	$(MAKE) model-quant-zh
+
 model-quant-zh: venv  ## measure onnx-int8 against fp32 on the zh held-out sets; record it as the model's CPU backend when it holds
 	@test -f "$(ZH_CHECKPOINT)/yuqing_model.json" || { echo "no zh checkpoint at '$(ZH_CHECKPOINT)': run make model (or pass CHECKPOINT=dir)"; exit 2; }
 	$(PY) -m models.finetune.quant_check --checkpoint $(ZH_CHECKPOINT) --backend onnx-int8 \

@@ -12,7 +12,6 @@ production pointer, ``production-zh.json``) and promotes it through the Chinese 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -20,26 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from models.finetune.datasets import DataError, Example, balance_report, dedupe
 from models.finetune.evaluate import evaluate_model, write_metrics
-from models.finetune.sources_zh import (
-    NEWS_ZH_HELDOUT,
-    NewsDoc,
-    entity_examples,
-    load_finnsp,
-    load_labelled,
-    load_written,
-    news_examples,
-    split_of,
-    uncovered_spans,
-)
+from models.finetune.evaluate_news_zh import evaluate_news
+from models.finetune.sources_zh import entity_examples, load_splits, news_examples
 from models.finetune.train import TrainConfig, train
 from models.gate import ZH_GATE
 from models.registry import Registry
-from models.text import LABELS
 
 ENCODER = "bge-small-zh-v1.5"
 PRIMARY = "zh-financial-sentiment/finfe_train.csv#test"
@@ -68,68 +56,14 @@ class RecipeZh:
     bank_neutral_keep: float = 0.25
     include_written: bool = True
     base: str = ENCODER
-
-
-def evaluate_news(model, docs: list[NewsDoc]) -> dict:
-    """finnsp held-out: document negative F1 (doc head; and "any entity negative") and
-    entity-level negative F1 over every listed entity (an entity with no uncovered mention
-    counts as predicted not negative, as the linker would never have linked it). Each
-    entity's mentions are all its uncovered occurrences, as the linker passes them."""
-    texts = [d.text for d in docs]
-    spans, where = [], []
-    for i, d in enumerate(docs):
-        s = []
-        for ent in d.entities:
-            sp = uncovered_spans(d.text, ent, d.entities)
-            if sp:
-                where.append((i, ent, len(s)))
-                s.append(sp)
-        spans.append(s)
-    doc_p, ent_p = model.predict_entities(texts, spans)
-    neg = LABELS.index("negative")
-    ent_pred = {(i, ent): bool(ent_p[i][j].argmax() == neg) for i, ent, j in where}
-
-    def f1(tp: int, fp: int, fn: int) -> dict:
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        return {"precision": round(p, 4), "recall": round(r, 4),
-                "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "support": tp + fn}
-
-    def counts(pairs):
-        tp = sum(t and p for t, p in pairs)
-        return tp, sum(p and not t for t, p in pairs), sum(t and not p for t, p in pairs)
-
-    y_doc = [d.negative for d in docs]
-    by_head = [bool(p.argmax() == neg) for p in doc_p]
-    by_ents = [any(ent_pred.get((i, e), False) for e in d.entities) for i, d in enumerate(docs)]
-    ent_pairs = [(d.negative and e in d.key_entities, ent_pred.get((i, e), False))
-                 for i, d in enumerate(docs) for e in d.entities]
-    return {"test": f"{len(docs)} held-out finnsp items (split by document), "
-                    f"{len(ent_pairs)} listed entities, {len(where)} with a mention",
-            "document_negative": f1(*counts(list(zip(y_doc, by_head, strict=True)))),
-            "document_negative_any_entity": f1(*counts(list(zip(y_doc, by_ents, strict=True)))),
-            "entity_negative": f1(*counts(ent_pairs)),
-            "document_accuracy": round(float(np.mean([a == b for a, b in
-                                                      zip(y_doc, by_head, strict=True)])), 4)}
+    # The (entity, window) pair model deciding which entities a negative is about
+    # (models.finetune.entity_pair), trained on the new checkpoint before it is evaluated.
+    entity_pair: bool = True
 
 
 def load_all(data_dir: str | Path, recipe: RecipeZh) -> dict:
-    finfe = load_labelled(data_dir, "finfe")
-    bank = load_labelled(data_dir, "bank")
-    # 86% of the comments are neutral: keep every polar one and one neutral in
-    # ``bank_neutral_keep`` (by the split hash, so it is the same rows every run).
-    keep = max(1, round(1 / recipe.bank_neutral_keep))
-    bank = [ex for ex in bank if ex.label != "neutral"
-            or int(hashlib.sha1(ex.text.encode()).hexdigest()[8:16], 16) % keep == 0]
-    news = load_finnsp(data_dir)
-    if recipe.max_rows:
-        finfe, bank, news = (x[: recipe.max_rows] for x in (finfe, bank, news))
-    by = lambda rows, key: {s: [r for r in rows if split_of(key(r)) == s]  # noqa: E731
-                            for s in ("train", "dev", "test")}
-    return {"finfe": by(finfe, lambda r: r.text), "bank": by(bank, lambda r: r.text),
-            "finnsp": by(news, lambda d: d.text),
-            "written": load_written() if recipe.include_written else [],
-            "written_heldout": load_written(NEWS_ZH_HELDOUT)}
+    return load_splits(data_dir, bank_neutral_keep=recipe.bank_neutral_keep,
+                       max_rows=recipe.max_rows, include_written=recipe.include_written)
 
 
 def run(data_dir: str | Path, registry_root: str | Path, recipe: RecipeZh,
@@ -172,6 +106,12 @@ def run(data_dir: str | Path, registry_root: str | Path, recipe: RecipeZh,
                              "selected_on": "finfe dev, finnsp dev"})
     work = Path(registry_root) / ".work" / version
     result = train(tcfg, pool, dev, work, select_sets=select, entity_rows=ent_train)
+    if recipe.entity_pair and ent_train:
+        from models.finetune.entity_pair import PairTrain
+        from models.finetune.entity_pair import run as train_entity_pair
+
+        train_entity_pair(result.path, Path(data_dir), PairTrain(threads=recipe.threads,
+                                                                 max_docs=recipe.max_rows))
 
     from models.sentiment.predictor import SentimentModel
 

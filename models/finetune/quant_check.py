@@ -36,10 +36,9 @@ TOLERANCE = 0.01  # absolute, on each headline figure (macro-F1 / negative F1)
 def _sets(language: str, data_dir: Path) -> tuple[dict[str, list[Example]], list]:
     """({name: examples} for macro-F1, finnsp test docs or [] for the news/entity figures)."""
     if language == "zh":
-        from models.finetune.make_production_zh import RecipeZh, load_all
-        from models.finetune.sources_zh import news_examples
+        from models.finetune.sources_zh import load_splits, news_examples
 
-        d = load_all(data_dir, RecipeZh(include_written=False))
+        d = load_splits(data_dir, include_written=False)
         return ({"finfe#test": d["finfe"]["test"], "bank#test": d["bank"]["test"],
                  "finnsp#test (documents)": news_examples(d["finnsp"]["test"])},
                 d["finnsp"]["test"])
@@ -76,7 +75,7 @@ def measure(checkpoint: Path, backend: str, data_dir: Path) -> dict:
                        "seconds": round(time.perf_counter() - t0, 2)}
             labels.setdefault(name, {})[be] = probs.argmax(1)
         if news_docs:
-            from models.finetune.make_production_zh import evaluate_news
+            from models.finetune.evaluate_news_zh import evaluate_news
 
             r = evaluate_news(model, news_docs)
             row = out["sets"].setdefault("finnsp#test (negative about entity)",

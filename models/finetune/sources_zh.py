@@ -150,3 +150,25 @@ def load_written(path: Path = NEWS_ZH) -> list[Example]:
             r = json.loads(line)
             out.append(Example(r["text"], r["label"], "news_zh_written", i))
     return out
+
+
+def load_splits(data_dir: str | Path, bank_neutral_keep: float = 0.25,
+                max_rows: int | None = None, include_written: bool = True) -> dict:
+    """Every source split train/dev/test (``split_of``): {source: {split: rows}}, plus the
+    written sentences and their held-out."""
+    finfe = load_labelled(data_dir, "finfe")
+    bank = load_labelled(data_dir, "bank")
+    # 86% of the comments are neutral: keep every polar one and one neutral in
+    # ``bank_neutral_keep`` (by the split hash, so it is the same rows every run).
+    keep = max(1, round(1 / bank_neutral_keep))
+    bank = [ex for ex in bank if ex.label != "neutral"
+            or int(hashlib.sha1(ex.text.encode()).hexdigest()[8:16], 16) % keep == 0]
+    news = load_finnsp(data_dir)
+    if max_rows:
+        finfe, bank, news = (x[: max_rows] for x in (finfe, bank, news))
+    by = lambda rows, key: {s: [r for r in rows if split_of(key(r)) == s]  # noqa: E731
+                            for s in ("train", "dev", "test")}
+    return {"finfe": by(finfe, lambda r: r.text), "bank": by(bank, lambda r: r.text),
+            "finnsp": by(news, lambda d: d.text),
+            "written": load_written() if include_written else [],
+            "written_heldout": load_written(NEWS_ZH_HELDOUT)}

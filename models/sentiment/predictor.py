@@ -61,6 +61,7 @@ class SentimentModel:
         self._runner = self._torch_runner
         self._hidden_runner = self._torch_hidden
         self.entity_head: tuple[np.ndarray, np.ndarray] | None = None  # (weight, bias)
+        self.entity_pair = None  # models.sentiment.entity_pair.EntityPairScorer, when shipped
         self._doc_head: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()  # guards backend swaps only
         if backend != "fp32":
@@ -74,10 +75,14 @@ class SentimentModel:
         """Load a checkpoint folder. ``backend``: auto|fp32|int8|onnx|onnx-int8 (CPU only; CUDA
         always runs the torch model in bf16 autocast)."""
         from models.sentiment.entities import EntityHead
+        from models.sentiment.entity_pair import EntityPairScorer
 
         network, cfg = load_classifier(path, device=device)
         model = cls(network, cfg, Path(path) / "tokenizer.json")
         model.set_entity_head(EntityHead.load(path))
+        if model.entity_head is not None:
+            model.entity_pair = EntityPairScorer.load(path, network.encoder,
+                                                      model.text_encoder.normalize)
         model.set_backend(backend)
         return model
 
@@ -216,7 +221,8 @@ class SentimentModel:
                          spans: Sequence[Sequence[Sequence[tuple[int, int]]]],
                          batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
         """Document probabilities [n, labels] and, per text, [k_i, labels] for its entities
-        (``spans[i][j]``: the character spans of entity j in text i), one forward each."""
+        (``spans[i][j]``: the character spans of entity j in text i), one forward each (and,
+        with an entity pair model, a pair pass for the entities of likely-negative texts)."""
         enc = self.encode(texts)
         n = len(enc)
         probs = np.zeros((n, len(self.labels)), dtype=np.float32)
@@ -231,6 +237,9 @@ class SentimentModel:
                 if spans[i]:
                     sets = self.entity_token_sets(texts[i], spans[i])
                     ents[i] = self.entity_probs(hidden[j], int(b.lengths[j]), sets)
+                    if self.entity_pair is not None:
+                        ents[i], _ = self.entity_pair.score_document(
+                            texts[i], spans[i], p[j], ents[i], self.labels)
         return probs, ents
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:

@@ -104,15 +104,22 @@ def batch_texts(batch: Batch) -> list[str]:
 
 
 def entity_scores(model: SentimentModel, text: str, spans: EntitySpans, hidden_row: np.ndarray,
-                  length: int) -> tuple[EntityScore, ...]:
-    """Per-entity scores of one document from its hidden states (entity head)."""
+                  length: int, doc_probs: np.ndarray) -> tuple[EntityScore, ...]:
+    """Per-entity scores of one document from its hidden states (entity head), then, when
+    the model ships an entity pair model, its decision of which entities a likely-negative
+    text is about (``models.sentiment.entity_pair``: a pair pass per such entity)."""
     sets = model.entity_token_sets(text, spans)
     probs = np.asarray(model.entity_probs(hidden_row, length, sets), dtype=np.float32)
+    read = np.array([len(s) > 0 for s in sets], dtype=bool)
+    pair = getattr(model, "entity_pair", None)
+    if pair is not None:
+        probs, paired = pair.score_document(text, spans, doc_probs, probs, model.labels)
+        read[paired] = True  # a mention past max_length is read by the pair model's window
     labels = model.labels
     top = probs.argmax(1).tolist()
     return tuple(
         EntityScore(labels[top[k]], dict(zip(labels, probs[k].tolist(), strict=True)),
-                    len(sets[k]) > 0)
+                    bool(read[k]))
         for k in range(len(sets)))
 
 
@@ -142,7 +149,7 @@ def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
             if hidden is not None and spans is not None and spans[i]:
                 try:
                     ents = entity_scores(model, texts[i], spans[i], hidden[j],  # type: ignore[index]
-                                         int(lengths[i]))
+                                         int(lengths[i]), probs[j])
                 except Exception:  # the document's own score still stands
                     log.exception("entity scoring failed for one document")
                     metrics.item_errors.labels(reason="entity_error").inc()

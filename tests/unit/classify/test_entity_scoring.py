@@ -12,6 +12,7 @@ import torch
 from bench.common import headlines
 from models.sentiment import SentimentModel
 from models.sentiment.entities import EntityHead
+from models.sentiment.network import tokenizer_file
 from services.classify.entities import entity_sentiment, mention_spans
 from services.classify.scorer import EntityScore, Scored, ScoreError
 from services.classify.worker import InferenceWorker
@@ -117,6 +118,41 @@ async def test_mentions_past_truncation_fall_back_to_the_document(emodel, metric
     assert isinstance(r, Scored) and r.truncated
     assert [e.from_entity for e in r.entities] == [True, False]
     assert r.entities[1].probabilities == pytest.approx(r.probabilities, abs=1e-4)
+
+
+async def test_an_entity_pair_model_decides_in_the_worker_as_in_predict_entities(
+        metrics) -> None:
+    """With a pair model (a random LoRA update and head here) the worker's entity labels are
+    the model's own ``predict_entities`` ones, and a mention past truncation that the pair
+    model read counts as read."""
+    from models.sentiment.entity_pair import EntityPairScorer, PairConfig, merge_lora
+
+    m = SentimentModel.untrained_for_tests(device="cpu", seed=2)
+    torch.manual_seed(3)
+    head = EntityHead(m.config.hidden_size, len(m.labels)).eval()
+    torch.nn.init.normal_(head.head.weight, std=0.5)
+    m.set_entity_head(head)
+    h = m.config.hidden_size
+    lora = {"encoder.layer.0.attention.self.query.lora_A": torch.randn(4, h) * 0.1,
+            "encoder.layer.0.attention.self.query.lora_B": torch.randn(h, 4) * 0.1}
+    cfg = PairConfig(rank=4, mix=0.0, threshold=0.05)  # the pair decides
+    m.entity_pair = EntityPairScorer(merge_lora(m.network.encoder, lora, 1.0),
+                                     torch.randn(2, h) * 0.5, torch.zeros(2), cfg,
+                                     tokenizer_file(m.config.base_model),
+                                     m.text_encoder.normalize)
+    long = "word " * 200 + "Tesla recalls cars"
+    texts = [*TEXTS[:3], long]
+    spans = [*SPANS[:3], _spans(long, "word", "Tesla")]
+    async with _worker(m, metrics) as w:
+        res = await w.submit_many(texts, spans)
+    _, ref = m.predict_entities(texts, [s or [] for s in spans])
+    for i, r in enumerate(res):
+        assert isinstance(r, Scored) and len(r.entities) == len(spans[i] or [])
+        if spans[i]:
+            got = [list(e.probabilities.values()) for e in r.entities]
+            np.testing.assert_allclose(got, ref[i], atol=1e-4)
+    assert res[3].truncated and res[3].probabilities["negative"] > cfg.threshold
+    assert res[3].entities[1].from_entity  # past truncation, read by the pair model
 
 
 async def test_a_poison_row_is_isolated_and_its_neighbours_keep_their_entities(

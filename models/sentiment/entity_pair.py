@@ -1,0 +1,219 @@
+"""Which listed entity a negative document is about: an (entity, text window) pair model.
+
+The one-pass entity head (``entities.py``) pools each entity's mention tokens from the
+document's own forward pass, so every entity of a text reads the same contextual states; on
+Chinese news naming several companies (a failing lending platform beside its custodian bank,
+its auditor, a regulator) it calls the bystanders negative too (on the finnsp dev split 41%
+of the non-subject entities of negative items). A pair input, ``[CLS] entity [SEP] window of
+the text around its first mention [SEP]``, lets attention condition on the entity, and the
+window reaches mentions past the document's ``max_length``.
+
+It costs one extra forward pass per entity, so it runs only where it can change a label: an
+entity's negative score is ``head_neg ** a * (doc_neg * key) ** (1 - a)`` (``key``: the pair
+model's probability that the entity is the negative's subject), which cannot pass the
+threshold when ``head_neg ** a * doc_neg ** (1 - a)`` does not; those entities (all of a
+non-negative text's, typically) are decided not negative with no pair pass. ``a`` and the
+threshold are chosen on the dev split and saved with the weights.
+
+The pair model is a fine-tuned copy of the document model's own encoder; what ships is the
+difference, small: each linear weight's difference as its best rank-64 factors (SVD) and the
+few other changed tensors whole, fp16 (``entity_pair.safetensors``, ~5 MB), merged into a copy
+of the encoder at load time.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
+
+PAIR_CONFIG_FILE = "entity_pair.json"
+PAIR_WEIGHTS_FILE = "entity_pair.safetensors"
+
+
+@dataclass
+class PairConfig:
+    """Saved as ``entity_pair.json`` beside the weights: all serving needs to rebuild it."""
+
+    max_length: int = 200  # tokens of the pair input
+    window: int = 180  # characters of text from ``before`` ahead of the first mention
+    before: int = 40
+    rank: int = 64  # of each stored linear-weight difference (models.finetune.entity_pair)
+    mix: float = 0.5  # a: weight of the entity head's negative probability (geometric)
+    threshold: float = 0.35  # on the mixed score
+    base_version: str = ""  # the document model whose encoder the update applies to
+    training: dict = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / PAIR_CONFIG_FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PairConfig:
+        raw = json.loads((Path(folder) / PAIR_CONFIG_FILE).read_text())
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def pair_window(text: str, start: int, cfg: PairConfig,
+                normalize: Callable[[str], str]) -> str:
+    """The text the pair model reads for a mention starting at ``start`` (shared by training
+    and serving): ``window`` characters from ``before`` ahead of it, normalised."""
+    s = max(0, start - cfg.before)
+    return normalize(text[s : s + cfg.window])
+
+
+def mixed_negative(head_neg: np.ndarray, doc_neg: np.ndarray, key: np.ndarray,
+                   mix: float) -> np.ndarray:
+    """The entity's negative score: geometric mix of the head's negative probability and the
+    document's negative probability times the pair model's "subject" probability."""
+    return head_neg ** mix * (doc_neg * key) ** (1.0 - mix)
+
+
+def could_pass(head_neg: np.ndarray, doc_neg: float, cfg: PairConfig) -> np.ndarray:
+    """Entities whose score could pass the threshold with ``key`` = 1: only these need a
+    pair pass (the bound is exact, so skipping the others changes no label)."""
+    return mixed_negative(head_neg, np.float32(doc_neg), np.float32(1.0), cfg.mix) > cfg.threshold
+
+
+def apply_pair(ent_probs: np.ndarray, doc_neg: float, key: np.ndarray, rows: np.ndarray,
+               cfg: PairConfig, labels: Sequence[str]) -> np.ndarray:
+    """Per-entity probabilities after the pair decision, for the entities in ``rows`` (the
+    others keep theirs): negative = the mixed score mapped so that the threshold sits at 0.5
+    (an entity's top label is negative exactly when the score passes the threshold), the
+    rest shared as the head shared it."""
+    neg = list(labels).index("negative")
+    out = ent_probs.copy()
+    if not len(rows):
+        return out
+    s = mixed_negative(ent_probs[rows, neg], np.float32(doc_neg), key, cfg.mix)
+    s = np.clip(s, 1e-6, 1 - 1e-6)
+    t = min(max(cfg.threshold, 1e-6), 1 - 1e-6)
+    logit = np.log(s / (1 - s)) - np.log(t / (1 - t))
+    p_neg = 1.0 / (1.0 + np.exp(-logit))
+    rest = np.delete(out[rows], neg, axis=1)
+    rest = rest / np.maximum(rest.sum(1, keepdims=True), 1e-9)
+    # Not negative by the rule: keep negative below the larger of the other two as well, so
+    # the top label is the rule's (p < q / (1 + q) for the larger share q).
+    q = rest.max(1)
+    p_neg = np.where(p_neg > 0.5, p_neg, np.minimum(p_neg, q / (1 + q) - 1e-6))
+    new = np.insert(rest * (1 - p_neg)[:, None], neg, p_neg, axis=1)
+    out[rows] = new.astype(out.dtype)
+    return out
+
+
+def merge_lora(encoder: torch.nn.Module, weights: dict[str, torch.Tensor],
+               scale: float) -> torch.nn.Module:
+    """A copy of ``encoder`` with ``W += B @ A * scale`` for every ``<module>.lora_A/B``
+    and ``p += d`` for every ``<parameter>.delta`` (small tensors stored whole)."""
+    merged = copy.deepcopy(encoder).float().eval()
+    modules = dict(merged.named_modules())
+    params = dict(merged.named_parameters())
+    names = {k.rsplit(".", 1)[0] for k in weights if k.endswith((".lora_A", ".lora_B"))}
+    with torch.no_grad():
+        for name in sorted(names):
+            if name not in modules:
+                raise ValueError(f"{name} is not a module of the encoder")
+            a, b = weights[f"{name}.lora_A"].float(), weights[f"{name}.lora_B"].float()
+            modules[name].weight += (b @ a) * scale
+        for key in sorted(k for k in weights if k.endswith(".delta")):
+            name = key.removesuffix(".delta")
+            if name not in params or params[name].shape != weights[key].shape:
+                raise ValueError(f"{name} is not a parameter of the encoder of that shape")
+            params[name] += weights[key].float()
+    return merged
+
+
+class EntityPairScorer:
+    """The loaded pair model; ``key_probs`` is thread-safe (no state changes)."""
+
+    def __init__(self, encoder: torch.nn.Module, head_w: torch.Tensor, head_b: torch.Tensor,
+                 cfg: PairConfig, tokenizer_path: str | Path,
+                 normalize: Callable[[str], str]):
+        self.encoder = encoder.eval()
+        self.head_w, self.head_b = head_w.float(), head_b.float()
+        self.cfg = cfg
+        self.normalize = normalize
+        self.tokenizer_path = Path(tokenizer_path)
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=cfg.max_length)
+        self.device = next(encoder.parameters()).device
+
+    @classmethod
+    def load(cls, folder: str | Path, doc_encoder: torch.nn.Module,
+             normalize: Callable[[str], str]) -> EntityPairScorer | None:
+        """None when the folder has no pair model; ValueError naming a corrupt file."""
+        folder = Path(folder)
+        wpath, cpath = folder / PAIR_WEIGHTS_FILE, folder / PAIR_CONFIG_FILE
+        if not wpath.is_file() and not cpath.is_file():
+            return None
+        try:
+            cfg = PairConfig.load(folder)
+            sd = load_file(str(wpath))
+            encoder = merge_lora(doc_encoder, sd, 1.0)
+            head_w, head_b = sd["head.weight"], sd["head.bias"]
+        except Exception as e:  # missing half, bad json, truncated safetensors, wrong shapes
+            raise ValueError(f"{folder}'s entity pair model is unusable ({e}); "
+                             "retrain it (make model-pair-zh) or repack the model") from e
+        return cls(encoder, head_w, head_b, cfg, folder / "tokenizer.json", normalize)
+
+    def key_probs(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """P(the entity is the negative's subject) for each (entity, window) pair."""
+        out = np.zeros(len(pairs), dtype=np.float32)
+        for s in range(0, len(pairs), batch_size):
+            out[s : s + batch_size] = self._forward(pairs[s : s + batch_size])
+        return out
+
+    def tensors(self, pairs: Sequence[tuple[str, str]]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, token_type_ids, attention_mask) of a batch of pairs, padded."""
+        encs = self.tokenizer.encode_batch([(e, w) for e, w in pairs])
+        L = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), L), dtype=np.int64)
+        types = np.zeros_like(ids)
+        mask = np.zeros_like(ids)
+        for i, e in enumerate(encs):
+            k = len(e.ids)
+            ids[i, :k], types[i, :k], mask[i, :k] = e.ids, e.type_ids, 1
+        return tuple(torch.from_numpy(a).to(self.device) for a in (ids, types, mask))
+
+    @torch.inference_mode()
+    def _forward(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        ids, types, mask = self.tensors(pairs)
+        h = self.encoder(input_ids=ids, token_type_ids=types,
+                         attention_mask=mask).last_hidden_state.float()
+        m = mask.unsqueeze(-1).float()
+        v = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        logits = v @ self.head_w.to(v.device).T + self.head_b.to(v.device)
+        return torch.softmax(logits, -1)[:, 1].cpu().numpy()
+
+    def score_document(self, text: str, spans: Sequence[Sequence[tuple[int, int]]],
+                       doc_probs: np.ndarray, ent_probs: np.ndarray,
+                       labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One document's per-entity probabilities with the pair decision applied, and the
+        entities the pair model read (a pair pass only for those whose label it can change)."""
+        neg = list(labels).index("negative")
+        doc_neg = float(doc_probs[neg])
+        rows = np.flatnonzero([bool(s) for s in spans])
+        if not len(rows):
+            return ent_probs, rows
+        # key = 1 is the bound: where even it cannot pass, the entity is not negative and
+        # its pair pass is skipped; the decision is applied to every entity alike.
+        key = np.ones(len(rows), dtype=np.float32)
+        need = np.flatnonzero(could_pass(ent_probs[rows, neg], doc_neg, self.cfg))
+        if len(need):
+            pairs = [(text[spans[r][0][0]:spans[r][0][1]],
+                      pair_window(text, spans[r][0][0], self.cfg, self.normalize))
+                     for r in rows[need].tolist()]
+            key[need] = self.key_probs(pairs)
+        return apply_pair(ent_probs, doc_neg, key, rows, self.cfg, labels), rows[need]

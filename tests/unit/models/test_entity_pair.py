@@ -1,0 +1,220 @@
+"""The entity pair model: its decision rule (and the exact bound that skips pair passes), the
+compressed update and its merge, loading and refusing broken files, and the serving path."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.finetune.datasets import DataError
+from models.finetune.entity_pair import (
+    Pair,
+    PairTrain,
+    build_pairs,
+    f1_at,
+    record_shipped,
+    save,
+    select,
+    train_pair,
+)
+from models.finetune.sources_zh import NewsDoc
+from models.sentiment.entity_pair import (
+    PAIR_CONFIG_FILE,
+    PAIR_WEIGHTS_FILE,
+    EntityPairScorer,
+    PairConfig,
+    apply_pair,
+    could_pass,
+    mixed_negative,
+    pair_window,
+)
+from models.ship import manifest as mf
+from models.text import LABELS
+from tests.model_helpers import make_tiny_checkpoint
+
+NEG = LABELS.index("negative")
+SHIPPED_ZH = Path(__file__).resolve().parents[3] / "models/shipped/zh"
+
+
+def test_the_label_is_negative_exactly_when_the_mixed_score_passes_the_threshold():
+    rng = np.random.default_rng(0)
+    cfg = PairConfig(mix=0.4, threshold=0.35)
+    ent = rng.dirichlet([1, 1, 1], size=200).astype(np.float32)
+    key = rng.random(200).astype(np.float32)
+    for doc_neg in (0.05, 0.5, 0.95):
+        out = apply_pair(ent, doc_neg, key, np.arange(200), cfg, LABELS)
+        score = mixed_negative(ent[:, NEG], np.float32(doc_neg), key, cfg.mix)
+        assert np.allclose(out.sum(1), 1.0, atol=1e-5)
+        assert ((out.argmax(1) == NEG) == (score > cfg.threshold)).all()
+        # the two other labels keep the head's order
+        other = [i for i in range(3) if i != NEG]
+        assert (out[:, other].argmax(1) == ent[:, other].argmax(1)).all()
+
+
+def test_rows_left_out_keep_their_probabilities():
+    ent = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], np.float32)
+    out = apply_pair(ent, 0.9, np.array([0.0], np.float32), np.array([0]), PairConfig(), LABELS)
+    assert out[0].argmax() != NEG and np.array_equal(out[1], ent[1])
+
+
+def test_skipping_the_pair_pass_changes_no_label():
+    """Where even key = 1 cannot pass the threshold, no key can."""
+    rng = np.random.default_rng(1)
+    cfg = PairConfig(mix=0.3, threshold=0.4)
+    head, key = rng.random(500), rng.random(500)
+    for doc_neg in rng.random(20):
+        skipped = ~could_pass(head, doc_neg, cfg)
+        assert not (mixed_negative(head, doc_neg, key, cfg.mix)[skipped] > cfg.threshold).any()
+
+
+def test_the_window_starts_before_the_mention_and_is_normalised():
+    cfg = PairConfig(window=10, before=3)
+    text = "ＡＢＣ公告称，某某银行被立案调查，股价大跌"
+    start = text.find("某某银行")
+    w = pair_window(text, start, cfg, lambda s: s.replace("，", ","))
+    assert w.startswith("告称,某某银行") and len(w) == 10
+
+
+def test_pairs_come_from_negative_items_and_skip_covered_mentions():
+    docs = [NewsDoc("众车在线逾期，众车在线的托管银行甲银行回应", ("众车", "众车在线", "甲银行"),
+                    frozenset({"众车在线"}), True, 0),
+            NewsDoc("乙公司发布年报", ("乙公司",), frozenset(), False, 1)]
+    rows = build_pairs(docs, PairConfig(), lambda s: s, negative_only=True)
+    assert [(r.entity, r.key) for r in rows] == [("众车在线", 1), ("甲银行", 0)]
+
+
+def test_select_and_f1_count_missed_entities():
+    rows = np.array([[0.9, 0.9, 0.9, 1], [0.9, 0.9, 0.1, 0], [0.1, 0.2, 0.9, 0]])
+    assert f1_at(rows, 0, 0.0, 0.5) == 1.0
+    assert f1_at(rows, 1, 0.0, 0.5) == pytest.approx(2 / 3)  # one key entity never linked
+    mix, th, f = select(rows, 0)
+    assert f == 1.0 and 0.0 <= mix <= 1.0
+
+
+@pytest.fixture(scope="module")
+def zh_checkpoint(tmp_path_factory, tiny_base) -> Path:
+    folder = tmp_path_factory.mktemp("zh") / "ck"
+    return make_tiny_checkpoint(folder, tiny_base, language="zh", version="zh-tiny")
+
+
+@pytest.fixture(scope="module")
+def trained(zh_checkpoint) -> tuple[Path, dict]:
+    """A pair model trained a few steps on toy pairs; its files saved in the checkpoint."""
+    from models.sentiment import SentimentModel
+
+    model = SentimentModel.from_checkpoint(zh_checkpoint, device="cpu", backend="fp32")
+    cfg = PairConfig(rank=32, base_version=model.version)  # the tiny base is 32 wide: whole
+    rows = [Pair(0, e, f"{e} 逾期 被起诉" if k else f"{e} 托管 回应", k)
+            for k in (0, 1) for e in ("甲公司", "乙银行", "丙平台")]
+    weights, fidelity = train_pair(model.network.encoder, rows, cfg,
+                                   PairTrain(epochs=4, batch_size=3, lr=1e-2, threads=1),
+                                   zh_checkpoint / "tokenizer.json", model.text_encoder.normalize)
+    assert fidelity["largest_difference"] < 1e-3 and fidelity["same_side_of_0.5"] == 1.0
+    save(zh_checkpoint, weights, cfg, {"model_version": model.version})
+    return zh_checkpoint, weights
+
+
+def test_compress_keeps_a_low_rank_update_exactly_and_small_tensors_whole():
+    from torch import nn
+
+    from models.finetune.entity_pair import compress
+    from models.sentiment.entity_pair import merge_lora
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(16, 12), nn.LayerNorm(12))
+    tuned = __import__("copy").deepcopy(base)
+    with torch.no_grad():
+        tuned[0].weight += torch.randn(12, 2) @ torch.randn(2, 16)  # a rank-2 update
+        tuned[1].bias += 0.5
+    w = compress(tuned, base, rank=2)
+    assert set(w) == {"0.lora_A", "0.lora_B", "1.bias.delta"}  # unchanged tensors not stored
+    assert all(t.dtype == torch.float16 for t in w.values())
+    merged = merge_lora(base, w, 1.0)
+    x = torch.randn(5, 16)
+    assert torch.allclose(merged(x), tuned(x), atol=2e-2)
+    with pytest.raises(ValueError, match="not a parameter"):
+        merge_lora(base, {"1.weight.delta": torch.zeros(3)}, 1.0)
+
+
+def test_training_yields_a_merge_equal_to_the_adapter_and_serving_loads_it(trained):
+    """The saved files load back into the served model, which changes only what the rule
+    allows."""
+    from models.sentiment import SentimentModel
+
+    folder, weights = trained
+    assert any(k.endswith(".delta") and weights[k].abs().sum() > 0 for k in weights)
+    assert not any("pooler" in k or "word_embeddings" in k for k in weights)  # never trained
+    model = SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32")
+    assert isinstance(model.entity_pair, EntityPairScorer)
+    texts = ["甲公司逾期，乙银行回应", "丙平台发布公告"]
+    spans = [[[(0, 3)], [(6, 9)]], [[(0, 3)]]]
+    doc_p, ents = model.predict_entities(texts, spans)
+    assert [e.shape for e in ents] == [(2, 3), (1, 3)]
+    assert np.allclose(ents[0].sum(1), 1.0, atol=1e-5)
+    cfg = model.entity_pair.cfg
+    for i in range(2):
+        pair, model.entity_pair = model.entity_pair, None
+        _, plain = model.predict_entities(texts, spans)
+        model.entity_pair = pair
+        bound = could_pass(plain[i][:, NEG], doc_p[i][NEG], cfg)
+        # an entity that cannot pass is not negative, whatever the pair model says
+        assert not (ents[i].argmax(1) == NEG)[~bound].any()
+
+
+def test_the_pair_pass_runs_only_where_it_can_change_a_label(trained):
+    from models.sentiment import SentimentModel
+
+    model = SentimentModel.from_checkpoint(trained[0], device="cpu", backend="fp32")
+    pair = model.entity_pair
+    calls = []
+    real = pair.key_probs
+    pair.key_probs = lambda pairs, **kw: calls.append(len(pairs)) or real(pairs, **kw)
+    ent = np.array([[0.6, 0.3, 0.1], [0.01, 0.9, 0.09]], np.float32)
+    spans = [[(0, 3)], [(6, 9)]]
+    pair.cfg.mix, pair.cfg.threshold = 0.5, 0.35
+    out, read = pair.score_document("甲公司逾期，乙银行回应", spans,
+                                    np.array([0.9, 0.05, 0.05], np.float32), ent, LABELS)
+    assert calls == [1] and read.tolist() == [0]  # the bystander's bound is below 0.35
+    assert out[1].argmax() != NEG
+    calls.clear()
+    pair.score_document("甲公司逾期，乙银行回应", spans, np.array([0.01, 0.9, 0.09], np.float32),
+                        ent, LABELS)
+    assert calls == []  # a text that is not negative costs no pair pass
+
+
+def test_broken_pair_files_are_refused_with_what_to_run(trained, tmp_path):
+    from models.sentiment import SentimentModel
+
+    folder = tmp_path / "ck"
+    shutil.copytree(trained[0], folder)
+    (folder / PAIR_WEIGHTS_FILE).write_bytes((folder / PAIR_WEIGHTS_FILE).read_bytes()[:100])
+    with pytest.raises(ValueError, match="make model-pair-zh"):
+        SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32")
+    (folder / PAIR_WEIGHTS_FILE).unlink()  # one half alone is refused too
+    with pytest.raises(ValueError, match="entity pair model is unusable"):
+        SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32")
+    (folder / PAIR_CONFIG_FILE).unlink()  # neither: no pair model, the head alone serves
+    assert SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32").entity_pair is None
+
+
+@pytest.mark.skipif(not (SHIPPED_ZH / "manifest.json").is_file(), reason="no shipped zh model")
+def test_recording_in_a_shipped_folder_keeps_its_manifest_valid(trained, tmp_path):
+    folder = tmp_path / "zh"
+    shutil.copytree(SHIPPED_ZH, folder, ignore=shutil.ignore_patterns("delta.safetensors"))
+    with pytest.raises(DataError, match="ships"):
+        record_shipped(trained[0], folder)  # the tiny checkpoint is another version
+    ck = tmp_path / "ck"
+    shutil.copytree(trained[0], ck)
+    cfg = json.loads((ck / "yuqing_model.json").read_text())
+    cfg["version"] = mf.read_manifest(folder)["version"]
+    (ck / "yuqing_model.json").write_text(json.dumps(cfg))
+    record_shipped(ck, folder)
+    m = mf.read_manifest(folder)
+    for name in (PAIR_CONFIG_FILE, PAIR_WEIGHTS_FILE, "eval-entity-pair.json"):
+        assert name in m["extra_files"] and m["files"][name] == mf.file_entry(folder / name)
+    assert m["total_bytes"] == sum(e["bytes"] for e in m["files"].values())
+    torch.manual_seed(0)  # keep later tests' RNG independent of this one
