@@ -217,6 +217,7 @@ def run_worker(args: BenchArgs, texts: list[str], backend: str, preset: dict,
     if entities:
         spans, head = _entity_spans(model, texts)
         extra = {"entity_head": head,
+                 "entity_pair": getattr(model, "entity_pair", None) is not None,
                  "docs_with_spans": sum(s is not None for s in spans) / max(1, len(texts))}
     call = preset["call_size"]
     padding = args.max_padding if args.max_padding is not None else preset["max_padding"]

@@ -96,16 +96,18 @@ def apply_pair(ent_probs: np.ndarray, doc_neg: float, key: np.ndarray, rows: np.
     if not len(rows):
         return out
     s = mixed_negative(ent_probs[rows, neg], np.float32(doc_neg), key, cfg.mix)
+    negative = s > cfg.threshold  # the rule; the probabilities below follow it
     s = np.clip(s, 1e-6, 1 - 1e-6)
     t = min(max(cfg.threshold, 1e-6), 1 - 1e-6)
-    logit = np.log(s / (1 - s)) - np.log(t / (1 - t))
-    p_neg = 1.0 / (1.0 + np.exp(-logit))
-    rest = np.delete(out[rows], neg, axis=1)
-    rest = rest / np.maximum(rest.sum(1, keepdims=True), 1e-9)
-    # Not negative by the rule: keep negative below the larger of the other two as well, so
-    # the top label is the rule's (p < q / (1 + q) for the larger share q).
+    p_neg = 1.0 / (1.0 + np.exp(-(np.log(s / (1 - s)) - np.log(t / (1 - t)))))
+    rest = np.delete(out[rows], neg, axis=1).astype(np.float64)
+    total = rest.sum(1, keepdims=True)
+    rest = np.where(total > 0, rest / np.where(total > 0, total, 1.0), 1.0 / rest.shape[1])
+    # Keep the top label the rule's: above 0.5 when negative; else below the larger of the
+    # other two as well (p < q / (1 + q) for the larger share q).
     q = rest.max(1)
-    p_neg = np.where(p_neg > 0.5, p_neg, np.minimum(p_neg, q / (1 + q) - 1e-6))
+    p_neg = np.where(negative, np.maximum(p_neg, 0.5 + 1e-6),
+                     np.minimum(p_neg, q / (1 + q) - 1e-6))
     new = np.insert(rest * (1 - p_neg)[:, None], neg, p_neg, axis=1)
     out[rows] = new.astype(out.dtype)
     return out
@@ -123,13 +125,15 @@ def merge_lora(encoder: torch.nn.Module, weights: dict[str, torch.Tensor],
         for name in sorted(names):
             if name not in modules:
                 raise ValueError(f"{name} is not a module of the encoder")
-            a, b = weights[f"{name}.lora_A"].float(), weights[f"{name}.lora_B"].float()
-            modules[name].weight += (b @ a) * scale
+            w = modules[name].weight
+            a, b = (weights[f"{name}.lora_{x}"].to(device=w.device, dtype=torch.float32)
+                    for x in "AB")
+            w += (b @ a) * scale
         for key in sorted(k for k in weights if k.endswith(".delta")):
             name = key.removesuffix(".delta")
             if name not in params or params[name].shape != weights[key].shape:
                 raise ValueError(f"{name} is not a parameter of the encoder of that shape")
-            params[name] += weights[key].float()
+            params[name] += weights[key].to(device=params[name].device, dtype=torch.float32)
     return merged
 
 
@@ -160,8 +164,17 @@ class EntityPairScorer:
         try:
             cfg = PairConfig.load(folder)
             sd = load_file(str(wpath))
-            encoder = merge_lora(doc_encoder, sd, 1.0)
+            unknown = [k for k in sd if not k.startswith("head.")
+                       and not k.endswith((".lora_A", ".lora_B", ".delta"))]
+            if unknown:
+                raise ValueError(f"unknown tensors {unknown[:3]}")
             head_w, head_b = sd["head.weight"], sd["head.bias"]
+            hidden = doc_encoder.config.hidden_size
+            if tuple(head_w.shape) != (2, hidden) or tuple(head_b.shape) != (2,):
+                raise ValueError(f"head is {tuple(head_w.shape)}, not (2, {hidden})")
+            if not (0.0 <= float(cfg.mix) <= 1.0 and 0.0 < float(cfg.threshold) < 1.0):
+                raise ValueError(f"mix {cfg.mix} / threshold {cfg.threshold} out of range")
+            encoder = merge_lora(doc_encoder, sd, 1.0)
         except Exception as e:  # missing half, bad json, truncated safetensors, wrong shapes
             raise ValueError(f"{folder}'s entity pair model is unusable ({e}); "
                              "retrain it (make model-pair-zh) or repack the model") from e
@@ -201,7 +214,8 @@ class EntityPairScorer:
                        doc_probs: np.ndarray, ent_probs: np.ndarray,
                        labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """One document's per-entity probabilities with the pair decision applied, and the
-        entities the pair model read (a pair pass only for those whose label it can change)."""
+        entities it decided (all with a mention; a pair pass only for those whose label it
+        can change: the others are decided not negative by the bound)."""
         neg = list(labels).index("negative")
         doc_neg = float(doc_probs[neg])
         rows = np.flatnonzero([bool(s) for s in spans])
@@ -216,4 +230,4 @@ class EntityPairScorer:
                       pair_window(text, spans[r][0][0], self.cfg, self.normalize))
                      for r in rows[need].tolist()]
             key[need] = self.key_probs(pairs)
-        return apply_pair(ent_probs, doc_neg, key, rows, self.cfg, labels), rows[need]
+        return apply_pair(ent_probs, doc_neg, key, rows, self.cfg, labels), rows

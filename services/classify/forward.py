@@ -104,7 +104,8 @@ def batch_texts(batch: Batch) -> list[str]:
 
 
 def entity_scores(model: SentimentModel, text: str, spans: EntitySpans, hidden_row: np.ndarray,
-                  length: int, doc_probs: np.ndarray) -> tuple[EntityScore, ...]:
+                  length: int, doc_probs: np.ndarray, metrics: ClassifyMetrics | None = None
+                  ) -> tuple[EntityScore, ...]:
     """Per-entity scores of one document from its hidden states (entity head), then, when
     the model ships an entity pair model, its decision of which entities a likely-negative
     text is about (``models.sentiment.entity_pair``: a pair pass per such entity)."""
@@ -113,8 +114,13 @@ def entity_scores(model: SentimentModel, text: str, spans: EntitySpans, hidden_r
     read = np.array([len(s) > 0 for s in sets], dtype=bool)
     pair = getattr(model, "entity_pair", None)
     if pair is not None:
-        probs, paired = pair.score_document(text, spans, doc_probs, probs, model.labels)
-        read[paired] = True  # a mention past max_length is read by the pair model's window
+        try:
+            probs, decided = pair.score_document(text, spans, doc_probs, probs, model.labels)
+            read[decided] = True  # past max_length too: the rule decided it, as in evaluation
+        except Exception:  # the head's per-entity scores still stand
+            log.exception("entity pair scoring failed for one document")
+            if metrics is not None:
+                metrics.item_errors.labels(reason="entity_pair_error").inc()
     labels = model.labels
     top = probs.argmax(1).tolist()
     return tuple(
@@ -149,7 +155,7 @@ def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
             if hidden is not None and spans is not None and spans[i]:
                 try:
                     ents = entity_scores(model, texts[i], spans[i], hidden[j],  # type: ignore[index]
-                                         int(lengths[i]), probs[j])
+                                         int(lengths[i]), probs[j], metrics)
                 except Exception:  # the document's own score still stands
                     log.exception("entity scoring failed for one document")
                     metrics.item_errors.labels(reason="entity_error").inc()

@@ -55,6 +55,16 @@ def test_the_label_is_negative_exactly_when_the_mixed_score_passes_the_threshold
         assert (out[:, other].argmax(1) == ent[:, other].argmax(1)).all()
 
 
+def test_the_rule_holds_at_the_threshold_and_for_a_one_hot_head():
+    cfg = PairConfig(mix=0.0, threshold=0.35)
+    ent = np.array([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]], np.float32)
+    key = np.array([0.1, np.float32(0.35) / np.float32(0.9)], np.float32)
+    out = apply_pair(ent, 0.9, key, np.arange(2), cfg, LABELS)
+    assert (out >= 0).all() and np.allclose(out.sum(1), 1.0, atol=1e-5)
+    score = mixed_negative(ent[:, NEG], np.float32(0.9), key, cfg.mix)
+    assert ((out.argmax(1) == NEG) == (score > cfg.threshold)).all()
+
+
 def test_rows_left_out_keep_their_probabilities():
     ent = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], np.float32)
     out = apply_pair(ent, 0.9, np.array([0.0], np.float32), np.array([0]), PairConfig(), LABELS)
@@ -178,7 +188,7 @@ def test_the_pair_pass_runs_only_where_it_can_change_a_label(trained):
     pair.cfg.mix, pair.cfg.threshold = 0.5, 0.35
     out, read = pair.score_document("甲公司逾期，乙银行回应", spans,
                                     np.array([0.9, 0.05, 0.05], np.float32), ent, LABELS)
-    assert calls == [1] and read.tolist() == [0]  # the bystander's bound is below 0.35
+    assert calls == [1] and read.tolist() == [0, 1]  # one pass: the bystander's bound < 0.35
     assert out[1].argmax() != NEG
     calls.clear()
     pair.score_document("甲公司逾期，乙银行回应", spans, np.array([0.01, 0.9, 0.09], np.float32),
