@@ -38,3 +38,27 @@ def test_cuda_training_steps(method, tmp_path):
     res = train(cfg, exs[:33], exs[33:], tmp_path / method)
     sm = SentimentModel.from_checkpoint(res.path, device="cuda")
     assert len(sm.predict_batch(TEXTS)) == len(TEXTS)
+
+
+def test_an_entity_pair_model_merges_and_scores_on_cuda():
+    """Stored tensors load on the CPU; the merge puts them on the encoder's device."""
+    from models.sentiment import SentimentModel
+    from models.sentiment.entity_pair import EntityPairScorer, PairConfig, merge_lora
+    from models.sentiment.network import tokenizer_file
+
+    cpu = SentimentModel.untrained_for_tests(device="cpu", seed=0)
+    gpu = SentimentModel.untrained_for_tests(device="cuda", seed=0)
+    h = cpu.config.hidden_size
+    torch.manual_seed(0)
+    w = {"encoder.layer.0.attention.self.query.lora_A": torch.randn(4, h) * 0.1,
+         "encoder.layer.0.attention.self.query.lora_B": torch.randn(h, 4) * 0.1,
+         "encoder.layer.0.output.LayerNorm.bias.delta": torch.randn(h) * 0.1}
+    head_w, head_b = torch.randn(2, h), torch.zeros(2)
+    pairs = [("Tesla", "JPMorgan sues Tesla over the deal"), ("JPMorgan", "JPMorgan sues Tesla")]
+    got = []
+    for m in (cpu, gpu):
+        enc = merge_lora(m.network.encoder, w, 1.0)
+        s = EntityPairScorer(enc, head_w, head_b, PairConfig(rank=4),
+                             tokenizer_file(m.config.base_model), m.text_encoder.normalize)
+        got.append(s.key_probs(pairs))
+    np.testing.assert_allclose(got[0], got[1], atol=1e-3)
