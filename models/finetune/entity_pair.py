@@ -30,7 +30,7 @@ import typer
 from safetensors.torch import save_file
 
 from models.finetune.datasets import DataError
-from models.finetune.evaluate_news_zh import evaluate_news
+from models.finetune.evaluate_news_zh import evaluate_news, linked_spans
 from models.finetune.sources_zh import NewsDoc, load_splits, uncovered_spans
 from models.sentiment.entity_pair import (
     PAIR_CONFIG_FILE,
@@ -171,15 +171,7 @@ def entity_rows(model, docs: list[NewsDoc], scorer: EntityPairScorer
     """Per listed entity with a mention: [head_neg, doc_neg, key, truth]; and the key
     entities with no mention (always missed: the linker never links them)."""
     neg = LABELS.index("negative")
-    spans, where = [], []
-    for i, d in enumerate(docs):
-        s = []
-        for ent in d.entities:
-            sp = uncovered_spans(d.text, ent, d.entities)
-            if sp:
-                where.append((i, ent, len(s), sp[0][0]))
-                s.append(sp)
-        spans.append(s)
+    spans, where = linked_spans(docs)
     pair_model, model.entity_pair = model.entity_pair, None
     try:
         doc_p, ent_p = model.predict_entities([d.text for d in docs], spans)

@@ -8,24 +8,31 @@ from models.finetune.sources_zh import NewsDoc, uncovered_spans
 from models.text import LABELS
 
 
-def evaluate_news(model, docs: list[NewsDoc]) -> dict:
-    """finnsp held-out: document negative F1 (doc head; and "any entity negative") and
-    entity-level negative F1 over every listed entity (an entity with no uncovered mention
-    counts as predicted not negative, as the linker would never have linked it). Each
-    entity's mentions are all its uncovered occurrences, as the linker passes them."""
-    texts = [d.text for d in docs]
+def linked_spans(docs: list[NewsDoc]) -> tuple[list, list[tuple]]:
+    """Per document, the spans of each listed entity with an uncovered mention (what the
+    linker passes), and (doc, entity, its position, first mention start) for each."""
     spans, where = [], []
     for i, d in enumerate(docs):
         s = []
         for ent in d.entities:
             sp = uncovered_spans(d.text, ent, d.entities)
             if sp:
-                where.append((i, ent, len(s)))
+                where.append((i, ent, len(s), sp[0][0]))
                 s.append(sp)
         spans.append(s)
+    return spans, where
+
+
+def evaluate_news(model, docs: list[NewsDoc]) -> dict:
+    """finnsp held-out: document negative F1 (doc head; and "any entity negative") and
+    entity-level negative F1 over every listed entity (an entity with no uncovered mention
+    counts as predicted not negative, as the linker would never have linked it). Each
+    entity's mentions are all its uncovered occurrences, as the linker passes them."""
+    texts = [d.text for d in docs]
+    spans, where = linked_spans(docs)
     doc_p, ent_p = model.predict_entities(texts, spans)
     neg = LABELS.index("negative")
-    ent_pred = {(i, ent): bool(ent_p[i][j].argmax() == neg) for i, ent, j in where}
+    ent_pred = {(i, ent): bool(ent_p[i][j].argmax() == neg) for i, ent, j, _ in where}
 
     def f1(tp: int, fp: int, fn: int) -> dict:
         p = tp / (tp + fp) if tp + fp else 0.0
