@@ -123,7 +123,7 @@ async def test_mentions_past_truncation_fall_back_to_the_document(emodel, metric
 @pytest.mark.parametrize("threshold", [0.05, 0.95])  # pair passes run / the bound skips them
 async def test_an_entity_pair_model_decides_in_the_worker_as_in_predict_entities(
         metrics, threshold) -> None:
-    """With a pair model (a random LoRA update and head here) the worker's entity labels are
+    """With a pair model (a random low-rank update and head here) the worker's entity labels are
     the model's own ``predict_entities`` ones, and a mention past truncation that the pair
     model read counts as read."""
     from models.sentiment.entity_pair import EntityPairScorer, PairConfig, merge_lora
