@@ -70,6 +70,12 @@ model-quant-zh: venv  ## measure onnx-int8 against fp32 on the zh held-out sets;
 	  if [ $$rc -eq 1 ]; then echo "onnx-int8 did not hold for this model: auto serves it on ONNX fp32"; \
 	  elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
+EN_CHECKPOINT = $(or $(CHECKPOINT),var/models/$(shell $(PY) -c "import json;print(json.load(open('var/models/production.json'))['path'])" 2>/dev/null))
+model-pair: venv  ## train the English entity pair model (each entity's own label where a text names several) on the production model and write it into models/shipped/en (~30 min on one core)
+	@test -f "$(EN_CHECKPOINT)/yuqing_model.json" || { echo "no English checkpoint at '$(EN_CHECKPOINT)': run make model (or pass CHECKPOINT=dir)"; exit 2; }
+	$(PY) -m models.finetune.entity_pair_en --checkpoint $(EN_CHECKPOINT) --data-dir $(DATA_DIR) \
+	  --threads 1 --shipped models/shipped/en
+
 model-pack: venv  ## repack models/shipped/en from var/models' production model (or CHECKPOINT=dir); agreement checked on valid.csv
 	$(PY) -m models.ship pack $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--registry var/models) \
 	  --out models/shipped/en \

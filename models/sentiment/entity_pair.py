@@ -1,4 +1,11 @@
-"""Which listed entity a negative document is about: an (entity, text window) pair model.
+"""Per-entity sentiment from an (entity, text window) pair model, where one pass cannot tell.
+
+Two kinds, named in the saved config (``kind``):
+
+* ``subject`` (Chinese): which listed entity a negative document is about;
+* ``sentiment`` (English): each entity's own three-way label, for texts that name two or
+  more entities (with one, the one-pass head and the document agree in practice; see
+  ``models.finetune.entity_pair_en`` for the figures).
 
 The one-pass entity head (``entities.py``) pools each entity's mention tokens from the
 document's own forward pass, so every entity of a text reads the same contextual states; on
@@ -8,12 +15,15 @@ of the non-subject entities of negative items). A pair input, ``[CLS] entity [SE
 the text around its first mention [SEP]``, lets attention condition on the entity, and the
 window reaches mentions past the document's ``max_length``.
 
-It costs one extra forward pass per entity, so it runs only where it can change a label: an
-entity's negative score is ``head_neg ** a * (doc_neg * key) ** (1 - a)`` (``key``: the pair
+A ``subject`` pair costs one extra forward pass per entity, so it runs only where it can
+change a label: an entity's negative score is ``head_neg ** a * (doc_neg * key) ** (1 - a)`` (``key``: the pair
 model's probability that the entity is the negative's subject), which cannot pass the
 threshold when ``head_neg ** a * doc_neg ** (1 - a)`` does not; those entities (all of a
 non-negative text's, typically) are decided not negative with no pair pass. ``a`` and the
-threshold are chosen on the dev split and saved with the weights.
+threshold are chosen on the dev split and saved with the weights. A ``sentiment`` pair runs
+for every linked entity of a text with at least ``min_entities`` of them (one batched pass
+per text) and its probabilities are mixed with the head's geometrically (weight ``mix`` on
+the head's), renormalised.
 
 The pair model is a fine-tuned copy of the document model's own encoder; what ships is the
 difference, small: each linear weight's difference as its best rank-64 factors (SVD) and the
@@ -35,6 +45,7 @@ from tokenizers import Tokenizer
 
 PAIR_CONFIG_FILE = "entity_pair.json"
 PAIR_WEIGHTS_FILE = "entity_pair.safetensors"
+PAIR_KINDS = {"subject": 2, "sentiment": 3}  # kind -> classes of its head
 
 
 @dataclass
@@ -48,6 +59,8 @@ class PairConfig:
     mix: float = 0.5  # a: weight of the entity head's negative probability (geometric)
     threshold: float = 0.35  # on the mixed score
     base_version: str = ""  # the document model whose encoder the update applies to
+    kind: str = "subject"  # subject: 2-way "is the negative about it"; sentiment: 3-way label
+    min_entities: int = 2  # sentiment: texts naming fewer linked entities keep the head's
     training: dict = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> Path:
@@ -77,6 +90,21 @@ def mixed_negative(head_neg: np.ndarray, doc_neg: np.ndarray, key: np.ndarray,
     """The entity's negative score: geometric mix of the head's negative probability and the
     document's negative probability times the pair model's "subject" probability."""
     return head_neg ** mix * (doc_neg * key) ** (1.0 - mix)
+
+
+def mix_probs(head: np.ndarray, pair: np.ndarray, mix: float) -> np.ndarray:
+    """``sentiment`` kind: head ** mix * pair ** (1 - mix), renormalised per row."""
+    m = np.clip(head, 1e-6, 1.0) ** mix * np.clip(pair, 1e-6, 1.0) ** (1.0 - mix)
+    return (m / m.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def retrain_command(folder: str | Path) -> str:
+    """What rebuilds a model's pair file, by the model's language."""
+    try:
+        lang = json.loads((Path(folder) / "yuqing_model.json").read_text()).get("language")
+    except (OSError, ValueError):
+        lang = None
+    return "make model-pair-zh" if lang == "zh" else "make model-pair"
 
 
 def could_pass(head_neg: np.ndarray, doc_neg: float, cfg: PairConfig) -> np.ndarray:
@@ -168,24 +196,30 @@ class EntityPairScorer:
                        and not k.endswith((".lora_A", ".lora_B", ".delta"))]
             if unknown:
                 raise ValueError(f"unknown tensors {unknown[:3]}")
+            if cfg.kind not in PAIR_KINDS:
+                raise ValueError(f"kind {cfg.kind!r} is not one of {sorted(PAIR_KINDS)}")
             head_w, head_b = sd["head.weight"], sd["head.bias"]
-            hidden = doc_encoder.config.hidden_size
-            if tuple(head_w.shape) != (2, hidden) or tuple(head_b.shape) != (2,):
-                raise ValueError(f"head is {tuple(head_w.shape)}, not (2, {hidden})")
+            hidden, k = doc_encoder.config.hidden_size, PAIR_KINDS[cfg.kind]
+            if tuple(head_w.shape) != (k, hidden) or tuple(head_b.shape) != (k,):
+                raise ValueError(f"head is {tuple(head_w.shape)}, not ({k}, {hidden})")
             if not (0.0 <= float(cfg.mix) <= 1.0 and 0.0 < float(cfg.threshold) < 1.0):
                 raise ValueError(f"mix {cfg.mix} / threshold {cfg.threshold} out of range")
             encoder = merge_lora(doc_encoder, sd, 1.0)
         except Exception as e:  # missing half, bad json, truncated safetensors, wrong shapes
             raise ValueError(f"{folder}'s entity pair model is unusable ({e}); "
-                             "retrain it (make model-pair-zh) or repack the model") from e
+                             f"retrain it ({retrain_command(folder)}) or repack the model") from e
         return cls(encoder, head_w, head_b, cfg, folder / "tokenizer.json", normalize)
 
-    def key_probs(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
-        """P(the entity is the negative's subject) for each (entity, window) pair."""
-        out = np.zeros(len(pairs), dtype=np.float32)
+    def probs(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """The head's probabilities [n, classes] for each (entity, window) pair."""
+        out = np.zeros((len(pairs), self.head_w.shape[0]), dtype=np.float32)
         for s in range(0, len(pairs), batch_size):
             out[s : s + batch_size] = self._forward(pairs[s : s + batch_size])
         return out
+
+    def key_probs(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """``subject`` kind: P(the entity is the negative's subject) for each pair."""
+        return self.probs(pairs, batch_size)[:, 1]
 
     def tensors(self, pairs: Sequence[tuple[str, str]]
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -208,7 +242,13 @@ class EntityPairScorer:
         m = mask.unsqueeze(-1).float()
         v = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
         logits = v @ self.head_w.to(v.device).T + self.head_b.to(v.device)
-        return torch.softmax(logits, -1)[:, 1].cpu().numpy()
+        return torch.softmax(logits, -1).cpu().numpy()
+
+    def pairs_of(self, text: str, spans: Sequence[Sequence[tuple[int, int]]],
+                 rows: Sequence[int]) -> list[tuple[str, str]]:
+        """(entity as written at its first mention, window around it) of entities ``rows``."""
+        return [(text[spans[r][0][0]:spans[r][0][1]],
+                 pair_window(text, spans[r][0][0], self.cfg, self.normalize)) for r in rows]
 
     def score_document(self, text: str, spans: Sequence[Sequence[tuple[int, int]]],
                        doc_probs: np.ndarray, ent_probs: np.ndarray,
@@ -216,9 +256,11 @@ class EntityPairScorer:
         """One document's per-entity probabilities with the pair decision applied, and the
         entities it decided (all with a mention; a pair pass only for those whose label it
         can change: the others are decided not negative by the bound)."""
+        rows = np.flatnonzero([bool(s) for s in spans])
+        if self.cfg.kind == "sentiment":
+            return self._sentiment(text, spans, ent_probs, rows)
         neg = list(labels).index("negative")
         doc_neg = float(doc_probs[neg])
-        rows = np.flatnonzero([bool(s) for s in spans])
         if not len(rows):
             return ent_probs, rows
         # key = 1 is the bound: where even it cannot pass, the entity is not negative and
@@ -226,8 +268,15 @@ class EntityPairScorer:
         key = np.ones(len(rows), dtype=np.float32)
         need = np.flatnonzero(could_pass(ent_probs[rows, neg], doc_neg, self.cfg))
         if len(need):
-            pairs = [(text[spans[r][0][0]:spans[r][0][1]],
-                      pair_window(text, spans[r][0][0], self.cfg, self.normalize))
-                     for r in rows[need].tolist()]
-            key[need] = self.key_probs(pairs)
+            key[need] = self.key_probs(self.pairs_of(text, spans, rows[need].tolist()))
         return apply_pair(ent_probs, doc_neg, key, rows, self.cfg, labels), rows
+
+    def _sentiment(self, text: str, spans: Sequence[Sequence[tuple[int, int]]],
+                   ent_probs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # distinct entities, not mentions: the head already reads a lone entity well
+        if len(rows) < self.cfg.min_entities:
+            return ent_probs, rows[:0]
+        pair = self.probs(self.pairs_of(text, spans, rows.tolist()))
+        out = ent_probs.copy()
+        out[rows] = mix_probs(ent_probs[rows], pair, self.cfg.mix)
+        return out, rows

@@ -15,6 +15,7 @@ from models.finetune.entity_pair import (
     Pair,
     PairTrain,
     build_pairs,
+    epoch_batches,
     f1_at,
     record_shipped,
     save,
@@ -29,6 +30,7 @@ from models.sentiment.entity_pair import (
     PairConfig,
     apply_pair,
     could_pass,
+    mix_probs,
     mixed_negative,
     pair_window,
 )
@@ -120,10 +122,11 @@ def trained(zh_checkpoint) -> tuple[Path, dict]:
     cfg = PairConfig(rank=32, base_version=model.version)  # the tiny base is 32 wide: whole
     rows = [Pair(0, e, f"{e} 逾期 被起诉" if k else f"{e} 托管 回应", k)
             for k in (0, 1) for e in ("甲公司", "乙银行", "丙平台")]
-    weights, fidelity = train_pair(model.network.encoder, rows, cfg,
+    weights, fidelity = train_pair(model.network.encoder, [(r.entity, r.window) for r in rows],
+                                   [r.key for r in rows], cfg,
                                    PairTrain(epochs=4, batch_size=3, lr=1e-2, threads=1),
                                    zh_checkpoint / "tokenizer.json", model.text_encoder.normalize)
-    assert fidelity["largest_difference"] < 1e-3 and fidelity["same_side_of_0.5"] == 1.0
+    assert fidelity["largest_difference"] < 1e-3 and fidelity["same_top_class"] == 1.0
     save(zh_checkpoint, weights, cfg, {"model_version": model.version})
     return zh_checkpoint, weights
 
@@ -228,3 +231,111 @@ def test_recording_in_a_shipped_folder_keeps_its_manifest_valid(trained, tmp_pat
         assert name in m["extra_files"] and m["files"][name] == mf.file_entry(folder / name)
     assert m["total_bytes"] == sum(e["bytes"] for e in m["files"].values())
     torch.manual_seed(0)  # keep later tests' RNG independent of this one
+
+
+# ---------------------------------------------------------------- English: the sentiment kind
+def test_mix_probs_spans_head_to_pair_and_stays_a_distribution():
+    head = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    pair = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]], np.float32)
+    assert np.allclose(mix_probs(head, pair, 1.0), head, atol=1e-5)
+    assert np.allclose(mix_probs(head, pair, 0.0), pair, atol=1e-5)
+    half = mix_probs(head, pair, 0.5)
+    assert np.allclose(half.sum(1), 1.0, atol=1e-5)
+    assert np.allclose(half[0], np.sqrt(head[0] * pair[0]) / np.sqrt(head[0] * pair[0]).sum())
+
+
+def test_grouped_batches_cover_each_row_once_with_similar_lengths():
+    import random
+
+    lengths = [(i * 37) % 113 + 5 for i in range(1000)]
+    batches = epoch_batches(1000, 16, random.Random(0), lengths)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    plain = epoch_batches(1000, 16, random.Random(0))
+    spread_plain = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b)
+                            for b in plain])
+    assert spread < spread_plain / 5
+
+
+def test_plain_batches_are_the_shipped_zh_recipes_order():
+    """Without lengths, the batches are those the zh pair model was trained with (drawn from
+    the end of a fresh shuffle, a short tail dropped), so make model-pair-zh still rebuilds it."""
+    import random
+
+    def recipe(n, bs, steps):
+        rng, order, out = random.Random(0), [], []
+        for _ in range(steps):
+            if len(order) < bs:
+                order = rng.sample(range(n), n)
+            out.append([order.pop() for _ in range(min(bs, len(order)))])
+        return out
+
+    def now(n, bs, steps):
+        rng, batches, out = random.Random(0), [], []
+        for _ in range(steps):
+            if not batches:
+                batches = epoch_batches(n, bs, rng)
+            out.append(batches.pop())
+        return out
+
+    for n, bs in [(100, 16), (3, 16), (35, 5)]:
+        assert recipe(n, bs, 40) == now(n, bs, 40)
+
+
+@pytest.fixture(scope="module")
+def en_trained(tmp_path_factory, tiny_base) -> Path:
+    """An English checkpoint with a sentiment-kind pair model trained a few steps."""
+    from models.sentiment import SentimentModel
+
+    folder = make_tiny_checkpoint(tmp_path_factory.mktemp("en") / "ck", tiny_base,
+                                  language="en", version="en-tiny")
+    model = SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32")
+    cfg = PairConfig(kind="sentiment", rank=32, mix=0.0, base_version=model.version,
+                     window=400, before=200, max_length=64)
+    pairs = [("Acme", "Acme sues Beta"), ("Beta", "Acme sues Beta"),
+             ("Gamma", "Gamma beats estimates"), ("Delta", "Delta misses")]
+    weights, _ = train_pair(model.network.encoder, pairs, [1, 0, 2, 0], cfg,
+                            PairTrain(epochs=2, batch_size=2, lr=1e-2, threads=1,
+                                      length_grouped=True),
+                            folder / "tokenizer.json", model.text_encoder.normalize,
+                            [1.0, 2.0, 1.0, 1.0])
+    assert tuple(weights["head.weight"].shape)[0] == 3
+    save(folder, weights, cfg, {"model_version": model.version})
+    return folder
+
+
+def test_the_sentiment_kind_decides_texts_with_two_entities_only(en_trained):
+    from models.sentiment import SentimentModel
+
+    model = SentimentModel.from_checkpoint(en_trained, device="cpu", backend="fp32")
+    pair = model.entity_pair
+    assert pair is not None and pair.cfg.kind == "sentiment"
+    text = "Acme sues Beta"
+    ent = np.array([[0.2, 0.6, 0.2], [0.3, 0.4, 0.3]], np.float32)
+    out, rows = pair.score_document(text, [[(0, 4)], [(10, 14)]], ent[0], ent, LABELS)
+    want = pair.probs([("Acme", text), ("Beta", text)])
+    assert rows.tolist() == [0, 1] and np.allclose(out, want, atol=1e-5)  # mix 0: the pair's
+    pair.cfg.mix = 1.0
+    out, _ = pair.score_document(text, [[(0, 4)], [(10, 14)]], ent[0], ent, LABELS)
+    assert np.allclose(out, ent, atol=1e-5)  # mix 1: the head's
+    calls = []
+    real = pair.probs
+    pair.probs = lambda p, **kw: calls.append(len(p)) or real(p, **kw)
+    out, rows = pair.score_document(text, [[(0, 4)], []], ent[0], ent, LABELS)
+    assert calls == [] and rows.tolist() == [] and np.array_equal(out, ent)  # one entity linked
+    _, ents = model.predict_entities([text, "Acme rises"], [[[(0, 4)], [(10, 14)]], [[(0, 4)]]])
+    assert calls == [2] and [e.shape for e in ents] == [(2, 3), (1, 3)]
+
+
+def test_a_pair_file_of_the_wrong_kind_or_size_is_refused(en_trained, tmp_path):
+    from models.sentiment import SentimentModel
+
+    folder = tmp_path / "ck"
+    shutil.copytree(en_trained, folder)
+    raw = json.loads((folder / PAIR_CONFIG_FILE).read_text())
+    (folder / PAIR_CONFIG_FILE).write_text(json.dumps({**raw, "kind": "subject"}))
+    with pytest.raises(ValueError, match=r"make model-pair\)"):  # English: not the zh target
+        SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32")
+    (folder / PAIR_CONFIG_FILE).write_text(json.dumps({**raw, "kind": "stance"}))
+    with pytest.raises(ValueError, match="kind 'stance'"):
+        SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32")
