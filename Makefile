@@ -11,7 +11,7 @@ DATA_DIR ?= ../shared/data
 # make model-pack CHECKPOINT=var/models/versions/<version>: pack that one instead of production
 CHECKPOINT ?=
 
-.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-train-zh model-pack model-pack-zh model-quant-zh model-pair-zh bench lint clean
+.PHONY: help venv stack stack-down test test-unit demo model teacher model-train model-train-zh model-pack model-pack-zh model-quant-zh model-pair model-pair-zh bench lint clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
