@@ -56,6 +56,7 @@ class PairTrain:
     label_smoothing: float = 0.05
     max_docs: int | None = None  # cap items per source before splitting (smoke runs)
     length_grouped: bool = False  # batches of similar lengths (English: mostly headlines)
+    max_steps: int | None = None  # cap on optimiser steps (smoke runs)
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,29 @@ def train_pair(doc_encoder: torch.nn.Module, pairs: list[tuple[str, str]], targe
                cfg: PairConfig, tr: PairTrain, tokenizer_path: Path, normalize,
                weights_of: list[float] | None = None
                ) -> tuple[dict[str, torch.Tensor], dict]:
+    """:func:`fit_pair`, then the weights file's tensors (:func:`compress` at ``cfg.rank``,
+    plus ``head.weight``/``head.bias``) and how closely the compressed model follows the
+    trained one."""
+    trained = fit_pair(doc_encoder, pairs, targets, cfg, tr, tokenizer_path, normalize,
+                       weights_of)
+    weights = compressed_weights(trained, doc_encoder, cfg.rank)
+    return weights, _compression(trained, doc_encoder, weights, cfg, pairs[:256])
+
+
+def compressed_weights(trained: EntityPairScorer, doc_encoder: torch.nn.Module, rank: int
+                       ) -> dict[str, torch.Tensor]:
+    weights = compress(trained.encoder, doc_encoder, rank)
+    weights["head.weight"] = trained.head_w.detach().cpu().contiguous()
+    weights["head.bias"] = trained.head_b.detach().cpu().contiguous()
+    return weights
+
+
+def fit_pair(doc_encoder: torch.nn.Module, pairs: list[tuple[str, str]], targets: list[int],
+             cfg: PairConfig, tr: PairTrain, tokenizer_path: Path, normalize,
+             weights_of: list[float] | None = None) -> EntityPairScorer:
     """Fine-tune a copy of the document encoder (word embeddings frozen, as the document
     model's are) with a head of the config kind's classes on the (entity, window) pairs
-    (``weights_of``: per-pair loss weights); returns the weights file's tensors
-    (:func:`compress`, plus ``head.weight``/``head.bias``) and how closely the compressed
-    model follows the trained one."""
+    (``weights_of``: per-pair loss weights); returns the trained (uncompressed) scorer."""
     import copy
 
     from models.sentiment.entity_pair import PAIR_KINDS
@@ -147,6 +166,8 @@ def train_pair(doc_encoder: torch.nn.Module, pairs: list[tuple[str, str]], targe
     n = len(pairs)
     w_all = torch.tensor(weights_of if weights_of is not None else [1.0] * n)
     steps = max(1, int(tr.epochs * n / tr.batch_size))
+    if tr.max_steps:
+        steps = min(steps, tr.max_steps)
     warm = max(1, int(steps * 0.06))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / steps))
@@ -177,10 +198,8 @@ def train_pair(doc_encoder: torch.nn.Module, pairs: list[tuple[str, str]], targe
             print(json.dumps({"step": step, "of": steps, "loss": round(loss.item(), 4),
                               "s": round(time.time() - t0)}), flush=True)
     enc.eval()
-    weights = compress(enc, doc_encoder, cfg.rank)
-    weights["head.weight"] = head.weight.detach().cpu().contiguous()
-    weights["head.bias"] = head.bias.detach().cpu().contiguous()
-    return weights, _compression(scorer, doc_encoder, weights, cfg, pairs[:256])
+    return EntityPairScorer(enc, head.weight.detach(), head.bias.detach(), cfg, tokenizer_path,
+                            normalize)
 
 
 def _compression(trained: EntityPairScorer, doc_encoder, weights, cfg: PairConfig,

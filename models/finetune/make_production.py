@@ -84,6 +84,9 @@ class Recipe:
     distill_alpha: float = 0.5
     select_on_real: bool = True  # choose the checkpoint on SELECT_ON, not the dev split
     entity_weight: float = 0.5  # joint entity-level loss (0: no entity head)
+    # each entity's own label for texts naming several (models.finetune.entity_pair_en),
+    # trained on the new checkpoint before it is evaluated
+    entity_pair: bool = True
 
 
 def load_sources(data_dir: str | Path, recipe: Recipe) -> tuple[list[Example], dict, dict]:
@@ -211,6 +214,14 @@ def run(
         tcfg.data["entities"] = prov["entities"]
     result = train(tcfg, train_set, dev_set, work, soft=soft, select_sets=select,
                    entity_rows=ent_train)
+
+    if recipe.entity_pair and ent_test:
+        from models.finetune.entity_pair import PairTrain
+        from models.finetune.entity_pair_en import run as train_entity_pair
+
+        train_entity_pair(result.path, Path(data_dir),
+                          PairTrain(epochs=3.0, batch_size=32, threads=recipe.threads,
+                                    length_grouped=True, max_steps=recipe.max_steps))
 
     from models.sentiment.predictor import SentimentModel
 
