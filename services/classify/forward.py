@@ -107,8 +107,9 @@ def entity_scores(model: SentimentModel, text: str, spans: EntitySpans, hidden_r
                   length: int, doc_probs: np.ndarray, metrics: ClassifyMetrics | None = None
                   ) -> tuple[EntityScore, ...]:
     """Per-entity scores of one document from its hidden states (entity head), then, when
-    the model ships an entity pair model, its decision of which entities a likely-negative
-    text is about (``models.sentiment.entity_pair``: a pair pass per such entity)."""
+    the model ships an entity pair model (``models.sentiment.entity_pair``), its revision:
+    which entities a likely-negative text is about (zh), or each entity's own label when the
+    text names two or more (en); pair passes only where it decides."""
     sets = model.entity_token_sets(text, spans)
     probs = np.asarray(model.entity_probs(hidden_row, length, sets), dtype=np.float32)
     read = np.array([len(s) > 0 for s in sets], dtype=bool)
