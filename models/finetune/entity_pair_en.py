@@ -208,7 +208,68 @@ def run(checkpoint: Path, data_dir: Path, tr: PairTrain, sp: PairSplit | None = 
               "entity_head_and_pair": with_pair["entity_head"],
               "not_shipped_uncompressed_pair": uncompressed["entity_head"]}
     save(checkpoint, weights, cfg, result)
+    write_card(checkpoint, result)
     return result
+
+
+CARD_HEADING = "### Entity level: held-out mixed SEntFiN headlines"
+
+
+def card_section(result: dict) -> str:
+    """The model card's entity-level section, from the pair model's ``result``."""
+    def row(name: str, key: str) -> str:
+        return f"| {name} | {result[key]['accuracy']:.3f} | {result[key]['macro_f1']:.3f} |"
+
+    return "\n".join([
+        f"{CARD_HEADING} ({result['test'].split(' held-out')[0]} headlines, "
+        f"{result['test'].split(', ')[1].split(' ')[0]} entities)", "",
+        "Headlines whose entities differ in sentiment, split by headline, never trained on.", "",
+        "| per entity | accuracy | macro-F1 |", "| --- | --- | --- |",
+        row("each entity given its document's predicted label", "document_label"),
+        row("entity head (one pass per document)", "entity_head"),
+        row("entity head + entity pair model (shipped)", "entity_head_and_pair"), "",
+        "The entity pair model (`entity_pair.json`, `entity_pair.safetensors`: a fine-tuned "
+        "copy of\nthis encoder reading `entity [SEP] text`, stored as "
+        f"rank-{result['rank']} fp16 factors of its weight\ndifferences) runs only for texts "
+        "naming two or more linked entities; its probabilities are\nmixed with the head's "
+        f"(head weight {result['mix']}, chosen on a dev split of the training headlines).\n"
+        "Rebuild: `make model-pair` (~25 min on one core; `eval-entity-pair.json`).", "", ""])
+
+
+def write_card(folder: Path, result: dict) -> None:
+    """Put (or replace) the entity-level section in the folder's MODEL_CARD.md, before its
+    Limitations (the pack ships a checkpoint's card as it is)."""
+    card = folder / "MODEL_CARD.md"
+    if not card.is_file():
+        return
+    text = card.read_text()
+    if CARD_HEADING in text:  # drop the previous section, up to the next heading of any level
+        start = text.index(CARD_HEADING)
+        nxt = [i for i in (text.find("\n#", start + 1),) if i >= 0]
+        text = text[:start] + (text[nxt[0] + 1:] if nxt else "")
+    section = card_section(result)
+    anchor = text.find("## Limitations")
+    text = (text[:anchor] + section + text[anchor:]) if anchor >= 0 else \
+        text.rstrip("\n") + "\n\n" + section
+    tmp = card.with_name(f".{card.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(card)
+
+
+def record_shipped_en(checkpoint: Path, shipped: Path) -> None:
+    """The pair files and the model card into the shipped folder, its manifest refreshed."""
+    import shutil
+
+    from models.ship import manifest as mf
+
+    record_shipped(checkpoint, shipped)
+    m = mf.read_manifest(shipped)
+    tmp = shipped / f".{mf.MODEL_CARD}.tmp"
+    shutil.copyfile(checkpoint / mf.MODEL_CARD, tmp)
+    tmp.replace(shipped / mf.MODEL_CARD)
+    m["files"][mf.MODEL_CARD] = mf.file_entry(shipped / mf.MODEL_CARD)
+    m["total_bytes"] = sum(e["bytes"] for e in m["files"].values())
+    mf.write_manifest(shipped, m)
 
 
 def main() -> None:
@@ -240,7 +301,7 @@ def main() -> None:
                                    max_docs=max_docs, length_grouped=True), cfg=cfg,
                          ranks=tuple(rank) if rank else RANKS)
             if shipped is not None:
-                record_shipped(checkpoint, shipped)
+                record_shipped_en(checkpoint, shipped)
         except (DataError, FileNotFoundError, ValueError, ShipError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e

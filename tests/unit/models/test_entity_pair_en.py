@@ -54,3 +54,22 @@ def test_select_mix_prefers_the_pair_on_ties_and_follows_the_better_model():
     mix, acc = select_mix(good, bad, truth)
     assert mix > 0.5 and acc == 1.0
     assert select_mix(good, good, truth)[0] == 0.0  # a tie: the pair model
+
+
+def test_the_model_card_gets_one_entity_section_before_its_limitations(tmp_path):
+    from models.finetune.entity_pair_en import CARD_HEADING, write_card
+
+    def result(acc: float) -> dict:
+        m = {"accuracy": acc, "macro_f1": acc - 0.01}
+        return {"test": "369 held-out mixed SEntFiN headlines, 840 entities (split by headline)",
+                "document_label": m, "entity_head": m, "entity_head_and_pair": m,
+                "rank": 80, "mix": 0.3}
+
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("# Model card\n\n## Results\n\n### valid\n\nx\n\n## Limitations\n\nShort.\n")
+    write_card(tmp_path, result(0.8))
+    write_card(tmp_path, result(0.9))  # a retrain replaces the section
+    text = card.read_text()
+    assert text.count(CARD_HEADING) == 1 and "0.900" in text and "0.800" not in text
+    assert text.index("### valid") < text.index(CARD_HEADING) < text.index("## Limitations")
+    assert text.endswith("## Limitations\n\nShort.\n")
