@@ -65,6 +65,24 @@ def headlines(n: int, seed: int = 7) -> list[str]:
     return out
 
 
+_REACTIONS = ["responds", "shares fall in sympathy", "gains on the news", "declines to comment",
+              "seen as the winner", "faces a lawsuit over it"]
+
+
+def headlines_multi(n: int, seed: int = 7, share: float = 0.3) -> list[str]:
+    """``headlines(n, seed)`` with a second company named in ``share`` of the company
+    headlines ("Tesla cuts prices ...; BYD responds"): the English entity pair model runs
+    only on texts naming two or more linked entities, which ``headlines`` never does."""
+    rng = random.Random(seed + 1)
+    out = headlines(n, seed)
+    for i, t in enumerate(out):
+        co = next((c for c in _COMPANIES if t.startswith(c + " ")), None)
+        if co is not None and rng.random() < share:
+            other = rng.choice([c for c in _COMPANIES if c != co])
+            out[i] = f"{t}; {other} {rng.choice(_REACTIONS)}"
+    return out
+
+
 _ZH_COMPANIES = ["华瑞科技", "东岳化工", "鼎盛控股", "贵州茅台", "宁德时代", "招商银行", "腾讯控股",
                  "比亚迪", "中国平安", "美的集团", "海天味业", "长江电力", "恒瑞医药", "紫金矿业"]
 _ZH_EVENTS = ["前三季度净利润同比增长28.6%", "上半年营收同比下滑12.3%", "收到证监会立案告知书",

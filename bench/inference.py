@@ -327,10 +327,13 @@ def _describe(args: BenchArgs, texts: list[str]) -> dict:
 # ---- orchestration --------------------------------------------------------------------------
 def run(args: BenchArgs, progress: Any = None) -> dict:
     """Run all variants; return the result dict (also what gets written as JSON)."""
-    from bench.common import headlines, headlines_zh, machine
+    from bench.common import headlines, headlines_multi, headlines_zh, machine
 
     preset = PRESETS["cuda" if args.device.startswith("cuda") else "cpu"]
-    texts = (headlines_zh if args.lang == "zh" else headlines)(args.n, seed=args.seed)
+    # English with --entities: 30% of company headlines name a second one (the pair model's
+    # texts); the Chinese pair model runs on any likely-negative text, one entity or more
+    gen = headlines_zh if args.lang == "zh" else headlines_multi if args.entities else headlines
+    texts = gen(args.n, seed=args.seed)
     single = texts[: args.n_single]
     batched = texts[: args.n_batched or args.n]
     jobs: list[tuple[str, tuple]] = [
@@ -364,7 +367,7 @@ def run(args: BenchArgs, progress: Any = None) -> dict:
         "machine": machine(),
         "model": model_info,
         "lang": args.lang,
-        "texts": {"generator": "bench.common.headlines" + ("_zh" if args.lang == "zh" else ""),
+        "texts": {"generator": f"bench.common.{gen.__name__}",
                   "seed": args.seed, "n": args.n,
                   "n_single": len(single), "n_batched": len(batched)},
         "variants": variants,

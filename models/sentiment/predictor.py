@@ -233,13 +233,17 @@ class SentimentModel:
             b = enc.select(idx)
             p, hidden = self.forward_hidden(b)
             probs[idx] = p
+            with_spans = []
             for j, i in enumerate(idx.tolist()):
                 if spans[i]:
                     sets = self.entity_token_sets(texts[i], spans[i])
                     ents[i] = self.entity_probs(hidden[j], int(b.lengths[j]), sets)
-                    if self.entity_pair is not None:
-                        ents[i], _ = self.entity_pair.score_document(
-                            texts[i], spans[i], p[j], ents[i], self.labels)
+                    with_spans.append((i, j))
+            if self.entity_pair is not None and with_spans:  # one pair call per batch
+                got = self.entity_pair.score_documents(
+                    [(texts[i], spans[i], p[j], ents[i]) for i, j in with_spans], self.labels)
+                for (i, _), (e, _) in zip(with_spans, got, strict=True):
+                    ents[i] = e
         return probs, ents
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:

@@ -10,7 +10,9 @@ futures afterwards.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,28 +108,59 @@ def batch_texts(batch: Batch) -> list[str]:
 def entity_scores(model: SentimentModel, text: str, spans: EntitySpans, hidden_row: np.ndarray,
                   length: int, doc_probs: np.ndarray, metrics: ClassifyMetrics | None = None
                   ) -> tuple[EntityScore, ...]:
-    """Per-entity scores of one document from its hidden states (entity head), then, when
-    the model ships an entity pair model (``models.sentiment.entity_pair``), its revision:
-    which entities a likely-negative text is about (zh), or each entity's own label when the
-    text names two or more (en); pair passes only where it decides."""
+    """Per-entity scores of one document (:func:`head_entity_scores`, then
+    :func:`revise_with_pair`); the worker does the same for a whole batch at once."""
+    doc = PendingEntities(text, spans, doc_probs,
+                          *head_entity_scores(model, text, spans, hidden_row, length))
+    revise_with_pair(model, [doc], metrics)
+    return doc.scores(model.labels)
+
+
+@dataclass
+class PendingEntities:
+    """One document's per-entity probabilities between the head and the pair step."""
+
+    text: str
+    spans: EntitySpans
+    doc_probs: np.ndarray
+    probs: np.ndarray
+    read: np.ndarray  # the entity's own reading decided it (else: the document's label)
+
+    def scores(self, labels: Sequence[str]) -> tuple[EntityScore, ...]:
+        top = self.probs.argmax(1).tolist()
+        return tuple(EntityScore(labels[top[k]], dict(zip(labels, self.probs[k].tolist(),
+                                                          strict=True)), bool(self.read[k]))
+                     for k in range(len(self.probs)))
+
+
+def head_entity_scores(model: SentimentModel, text: str, spans: EntitySpans,
+                       hidden_row: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(per-entity probabilities, read) from the document's hidden states (entity head)."""
     sets = model.entity_token_sets(text, spans)
     probs = np.asarray(model.entity_probs(hidden_row, length, sets), dtype=np.float32)
-    read = np.array([len(s) > 0 for s in sets], dtype=bool)
+    return probs, np.array([len(x) > 0 for x in sets], dtype=bool)
+
+
+def revise_with_pair(model: SentimentModel, docs: list[PendingEntities],
+                     metrics: ClassifyMetrics | None = None) -> None:
+    """When the model ships an entity pair model (``models.sentiment.entity_pair``), its
+    revision of the head's scores, for all ``docs`` in one batched call: which entities a
+    likely-negative text is about (zh), or each entity's own label when the text names two
+    or more (en). On failure the head's scores stand (``entity_pair_error`` per document)."""
     pair = getattr(model, "entity_pair", None)
-    if pair is not None:
-        try:
-            probs, decided = pair.score_document(text, spans, doc_probs, probs, model.labels)
-            read[decided] = True  # past max_length too: the rule decided it, as in evaluation
-        except Exception:  # the head's per-entity scores still stand
-            log.exception("entity pair scoring failed for one document")
-            if metrics is not None:
-                metrics.item_errors.labels(reason="entity_pair_error").inc()
-    labels = model.labels
-    top = probs.argmax(1).tolist()
-    return tuple(
-        EntityScore(labels[top[k]], dict(zip(labels, probs[k].tolist(), strict=True)),
-                    bool(read[k]))
-        for k in range(len(sets)))
+    if pair is None or not docs:
+        return
+    try:
+        got = pair.score_documents([(d.text, d.spans, d.doc_probs, d.probs) for d in docs],
+                                   model.labels)
+    except Exception:
+        log.exception("entity pair scoring failed for %d document(s)", len(docs))
+        if metrics is not None:
+            metrics.item_errors.labels(reason="entity_pair_error").inc(len(docs))
+        return
+    for d, (probs, decided) in zip(docs, got, strict=True):
+        d.probs = np.asarray(probs, dtype=np.float32)
+        d.read[decided] = True  # past max_length too: the rule decided it, as in evaluation
 
 
 def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
@@ -147,21 +180,26 @@ def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
         rows = probs.tolist()
         trunc = truncated[ok].tolist()
         texts = batch_texts(batch) if hidden is not None else None
+        pending: dict[int, PendingEntities] = {}
         for j, i in enumerate(ok.tolist()):
             err = errors[j]
             if err is not None:
                 results[i] = err
                 continue
-            ents: tuple[EntityScore, ...] = ()
             if hidden is not None and spans is not None and spans[i]:
                 try:
-                    ents = entity_scores(model, texts[i], spans[i], hidden[j],  # type: ignore[index]
-                                         int(lengths[i]), probs[j], metrics)
+                    pending[i] = PendingEntities(
+                        texts[i], spans[i], probs[j],  # type: ignore[index]
+                        *head_entity_scores(model, texts[i], spans[i], hidden[j],  # type: ignore[index]
+                                            int(lengths[i])))
                 except Exception:  # the document's own score still stands
                     log.exception("entity scoring failed for one document")
                     metrics.item_errors.labels(reason="entity_error").inc()
             results[i] = Scored(labels[top[j]], dict(zip(labels, rows[j], strict=True)),
-                                version, trunc[j], ents, language)
+                                version, trunc[j], (), language)
+        revise_with_pair(model, list(pending.values()), metrics)  # one call for the batch
+        for i, d in pending.items():
+            results[i] = dataclasses.replace(results[i], entities=d.scores(labels))
         real, slots = int(lengths[ok].sum()), len(ok) * int(lengths[ok].max())
         metrics.padding_ratio.observe(1.0 - real / slots)
         metrics.batch_tokens.observe(slots)

@@ -184,8 +184,8 @@ def test_the_pair_pass_runs_only_where_it_can_change_a_label(trained):
     model = SentimentModel.from_checkpoint(trained[0], device="cpu", backend="fp32")
     pair = model.entity_pair
     calls = []
-    real = pair.key_probs
-    pair.key_probs = lambda pairs, **kw: calls.append(len(pairs)) or real(pairs, **kw)
+    real = pair.probs
+    pair.probs = lambda pairs, **kw: calls.append(len(pairs)) or real(pairs, **kw)
     ent = np.array([[0.6, 0.3, 0.1], [0.01, 0.9, 0.09]], np.float32)
     spans = [[(0, 3)], [(6, 9)]]
     pair.cfg.mix, pair.cfg.threshold = 0.5, 0.35
