@@ -158,6 +158,45 @@ async def test_an_entity_pair_model_decides_in_the_worker_as_in_predict_entities
         assert not any(e.label == "negative" for r in res for e in r.entities)
 
 
+async def test_an_english_pair_model_labels_multi_entity_texts_in_one_call_per_batch(
+        metrics) -> None:
+    """The ``sentiment`` kind (English): entities of texts naming two or more get the pair
+    model's mix, as in ``predict_entities``; all pair passes of a batch run as one call; a
+    text naming one entity keeps the head's scores."""
+    from models.sentiment.entity_pair import EntityPairScorer, PairConfig, merge_lora
+
+    m = SentimentModel.untrained_for_tests(device="cpu", seed=2)
+    torch.manual_seed(4)
+    m.set_entity_head(EntityHead(m.config.hidden_size, len(m.labels)).eval())
+    h = m.config.hidden_size
+    lora = {"encoder.layer.1.output.dense.lora_A": torch.randn(4, 4 * h) * 0.05,
+            "encoder.layer.1.output.dense.lora_B": torch.randn(h, 4) * 0.05}
+    cfg = PairConfig(kind="sentiment", rank=4, mix=0.3, window=400, before=200, max_length=64)
+    m.entity_pair = EntityPairScorer(merge_lora(m.network.encoder, lora, 1.0),
+                                     torch.randn(3, h) * 0.5, torch.zeros(3), cfg,
+                                     tokenizer_file(m.config.base_model),
+                                     m.text_encoder.normalize)
+    texts = ["Tesla sues Apple over patents", "Apple shares rise", "Nvidia beats Tesla on sales"]
+    spans = [_spans(texts[0], "Tesla", "Apple"), _spans(texts[1], "Apple"),
+             _spans(texts[2], "Nvidia", "Tesla")]
+    _, ref = m.predict_entities(texts, spans)
+    pair, plain = m.entity_pair, None
+    m.entity_pair = None
+    _, plain = m.predict_entities(texts, spans)
+    m.entity_pair = pair
+    calls = []
+    real = pair.probs
+    pair.probs = lambda p, **kw: calls.append(len(p)) or real(p, **kw)
+    async with _worker(m, metrics, max_wait_ms=200) as w:
+        res = await w.submit_many(texts, spans)
+    assert calls == [4]  # one batch: the four entities of the two multi-entity texts
+    for i, r in enumerate(res):
+        got = [list(e.probabilities.values()) for e in r.entities]
+        np.testing.assert_allclose(got, ref[i], atol=1e-4)
+    np.testing.assert_allclose(ref[1], plain[1], atol=1e-6)  # one entity: the head's
+    assert not np.allclose(ref[0], plain[0], atol=1e-3)  # two: revised by the pair model
+
+
 async def test_a_poison_row_is_isolated_and_its_neighbours_keep_their_entities(
         emodel, metrics) -> None:
     texts = [*TEXTS, "kangaroo sues Tesla"]
