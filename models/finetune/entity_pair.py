@@ -327,19 +327,21 @@ def check_shipped(checkpoint: Path, shipped: Path) -> dict:
     return m
 
 
-def record_shipped(checkpoint: Path, shipped: Path) -> None:
-    """Copy the three files into the shipped folder and refresh its manifest."""
+def record_shipped(checkpoint: Path, shipped: Path, card: bool = False) -> None:
+    """Copy the three files (and, with ``card``, the checkpoint's model card, which the pair
+    step updated) into the shipped folder and refresh its manifest."""
     import shutil
 
     from models.ship import manifest as mf
 
     m = check_shipped(checkpoint, shipped)
-    for name in (PAIR_CONFIG_FILE, PAIR_WEIGHTS_FILE, RESULT_FILE):
+    names = (PAIR_CONFIG_FILE, PAIR_WEIGHTS_FILE, RESULT_FILE) + ((mf.MODEL_CARD,) if card else ())
+    for name in names:
         tmp = shipped / f".{name}.tmp"
         shutil.copyfile(checkpoint / name, tmp)
         tmp.replace(shipped / name)
         m["files"][name] = mf.file_entry(shipped / name)
-        if name not in m.setdefault("extra_files", []):
+        if name not in mf.FILES and name not in m.setdefault("extra_files", []):
             m["extra_files"].append(name)
     m["total_bytes"] = sum(e["bytes"] for e in m["files"].values())
     mf.write_manifest(shipped, m)

@@ -256,22 +256,6 @@ def write_card(folder: Path, result: dict) -> None:
     tmp.replace(card)
 
 
-def record_shipped_en(checkpoint: Path, shipped: Path) -> None:
-    """The pair files and the model card into the shipped folder, its manifest refreshed."""
-    import shutil
-
-    from models.ship import manifest as mf
-
-    record_shipped(checkpoint, shipped)
-    m = mf.read_manifest(shipped)
-    tmp = shipped / f".{mf.MODEL_CARD}.tmp"
-    shutil.copyfile(checkpoint / mf.MODEL_CARD, tmp)
-    tmp.replace(shipped / mf.MODEL_CARD)
-    m["files"][mf.MODEL_CARD] = mf.file_entry(shipped / mf.MODEL_CARD)
-    m["total_bytes"] = sum(e["bytes"] for e in m["files"].values())
-    mf.write_manifest(shipped, m)
-
-
 def main() -> None:
     def cli(
         checkpoint: Annotated[Path, typer.Option(help="the English checkpoint folder (e.g. a "
@@ -301,7 +285,7 @@ def main() -> None:
                                    max_docs=max_docs, length_grouped=True), cfg=cfg,
                          ranks=tuple(rank) if rank else RANKS)
             if shipped is not None:
-                record_shipped_en(checkpoint, shipped)
+                record_shipped(checkpoint, shipped, card=True)
         except (DataError, FileNotFoundError, ValueError, ShipError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e

@@ -230,6 +230,13 @@ def test_recording_in_a_shipped_folder_keeps_its_manifest_valid(trained, tmp_pat
     for name in (PAIR_CONFIG_FILE, PAIR_WEIGHTS_FILE, "eval-entity-pair.json"):
         assert name in m["extra_files"] and m["files"][name] == mf.file_entry(folder / name)
     assert m["total_bytes"] == sum(e["bytes"] for e in m["files"].values())
+    (ck / mf.MODEL_CARD).write_text("# card with the entity section\n")
+    record_shipped(ck, folder, card=True)  # the English step also ships the updated card
+    m = mf.read_manifest(folder)
+    assert (folder / mf.MODEL_CARD).read_text() == "# card with the entity section\n"
+    assert m["files"][mf.MODEL_CARD] == mf.file_entry(folder / mf.MODEL_CARD)
+    assert mf.MODEL_CARD not in m["extra_files"]
+    assert m["total_bytes"] == sum(e["bytes"] for e in m["files"].values())
     torch.manual_seed(0)  # keep later tests' RNG independent of this one
 
 
