@@ -8,15 +8,17 @@ vector; on the held-out mixed SEntFiN headlines (entities that differ in sentime
 scores 0.752. A pair input, ``[CLS] entity [SEP] text around its first mention [SEP]``,
 lets attention condition on the entity (the standard aspect-sentiment input); it costs a
 pass per entity, so it runs only for texts naming two or more linked entities
-(``PairConfig.min_entities``), one batched call per text.
+(``PairConfig.min_entities``), the passes of a whole micro-batch in one call.
 
 Data: SEntFiN's per-entity labels and FinEntity's spans (``load_entity_examples``). The test
-split is the entity head's (``entity_head.split_by_document``: 30% of the mixed headlines,
-by headline, never trained on here either); a further ``dev_fraction`` of the remaining mixed
-headlines is held out of pair training and chooses the mix with the head. The head itself
-was trained jointly with the student on those dev headlines, so dev flatters it: the mix
-chosen there leans toward the head, never toward the pair model. Mixed headlines weigh
-``mixed_weight`` in the loss (they teach what a document label cannot).
+split is the entity head's (``entity_head.split_by_document`` with the student's training
+seed: 30% of the mixed headlines, by headline, never trained on here either); a further
+``dev_fraction`` of the remaining mixed headlines is held out of pair training and chooses
+the mix with the head. The head itself was trained jointly with the student on those dev
+headlines, so dev flatters it: the mix chosen there leans toward the head, never toward the
+pair model. Texts whose entities
+differ in label (SEntFiN's mixed headlines, a few FinEntity sentences) weigh ``mixed_weight``
+in the loss (they teach what a document label cannot).
 
 What ships is the update over the document model's encoder as low-rank factors
 (``models.finetune.entity_pair.compress``), fp16, beside ``entity_pair.json``; the rank is
@@ -149,7 +151,9 @@ def run(checkpoint: Path, data_dir: Path, tr: PairTrain, sp: PairSplit | None = 
     if not rows:
         raise DataError(f"no entity rows under {data_dir}/en-financial-sentiment/train "
                         "(sentfin_entities.csv, finentity_entities.jsonl)")
-    train, test = split_by_document(rows, EntityHeadConfig())
+    # the student's own entity split (its training seed): its held-out headlines stay out
+    split_seed = int((model.config.training or {}).get("seed", EntityHeadConfig().seed))
+    train, test = split_by_document(rows, EntityHeadConfig(seed=split_seed))
     fit, dev = split_dev(train, sp)
     if tr.max_docs:
         fit, dev, test = fit[: tr.max_docs], dev[: tr.max_docs], test[: tr.max_docs]
@@ -191,7 +195,7 @@ def run(checkpoint: Path, data_dir: Path, tr: PairTrain, sp: PairSplit | None = 
                      **{f"pair_rank_{r}": round(float((c[2].argmax(1) == truth).mean()), 4)
                         for r, c in candidates.items()},
                      "selected": round(dev_acc, 4)}}
-    cfg.training = {**asdict(tr), **asdict(sp), "pairs": len(fit),
+    cfg.training = {**asdict(tr), **asdict(sp), "pairs": len(fit), "split_seed": split_seed,
                     "train_seconds": train_seconds,
                     "compressed_vs_trained": fidelity,
                     "selected_on": "dev mixed SEntFiN headlines: per-entity accuracy",

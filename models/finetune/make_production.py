@@ -215,13 +215,15 @@ def run(
     result = train(tcfg, train_set, dev_set, work, soft=soft, select_sets=select,
                    entity_rows=ent_train)
 
-    if recipe.entity_pair and ent_test:
+    if recipe.entity_pair and ent_test and tcfg.entity_weight > 0:
         from models.finetune.entity_pair import PairTrain
         from models.finetune.entity_pair_en import run as train_entity_pair
 
+        # it splits by the student's seed (in its config), so ent_test stays held out
         train_entity_pair(result.path, Path(data_dir),
                           PairTrain(epochs=3.0, batch_size=32, threads=recipe.threads,
-                                    length_grouped=True, max_steps=recipe.max_steps))
+                                    length_grouped=True, max_steps=recipe.max_steps,
+                                    max_docs=200 if recipe.max_steps else None))
 
     from models.sentiment.predictor import SentimentModel
 

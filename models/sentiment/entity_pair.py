@@ -21,14 +21,16 @@ model's probability that the entity is the negative's subject), which cannot pas
 threshold when ``head_neg ** a * doc_neg ** (1 - a)`` does not; those entities (all of a
 non-negative text's, typically) are decided not negative with no pair pass. ``a`` and the
 threshold are chosen on the dev split and saved with the weights. A ``sentiment`` pair runs
-for every linked entity of a text with at least ``min_entities`` of them (one batched pass
-per text) and its probabilities are mixed with the head's geometrically (weight ``mix`` on
-the head's), renormalised.
+for every linked entity of a text with at least ``min_entities`` of them and its
+probabilities are mixed with the head's geometrically (weight ``mix`` on the head's),
+renormalised. Either way the passes of many documents (a worker's micro-batch) run as one
+length-sorted call (``score_documents``).
 
 The pair model is a fine-tuned copy of the document model's own encoder; what ships is the
-difference, small: each linear weight's difference as its best rank-64 factors (SVD) and the
-few other changed tensors whole, fp16 (``entity_pair.safetensors``, ~5 MB), merged into a copy
-of the encoder at load time.
+difference, small: each linear weight's difference as its best low-rank factors (SVD; rank
+64 for Chinese, ~5 MB, rank 80 for English, 7.1 MB) and the few other changed tensors whole,
+fp16 (``entity_pair.safetensors``), merged into a copy of the encoder at load time (the
+parameters it leaves alone, the word embeddings, shared rather than copied).
 """
 from __future__ import annotations
 

@@ -153,13 +153,16 @@ def revise_with_pair(model: SentimentModel, docs: list[PendingEntities],
     try:
         got = pair.score_documents([(d.text, d.spans, d.doc_probs, d.probs) for d in docs],
                                    model.labels)
+        revised = [(np.asarray(probs, dtype=np.float32), decided) for probs, decided in got]
+        if len(revised) != len(docs):
+            raise ModelError(f"pair model answered {len(revised)} of {len(docs)} documents")
     except Exception:
         log.exception("entity pair scoring failed for %d document(s)", len(docs))
         if metrics is not None:
             metrics.item_errors.labels(reason="entity_pair_error").inc(len(docs))
         return
-    for d, (probs, decided) in zip(docs, got, strict=True):
-        d.probs = np.asarray(probs, dtype=np.float32)
+    for d, (probs, decided) in zip(docs, revised, strict=True):
+        d.probs = probs
         d.read[decided] = True  # past max_length too: the rule decided it, as in evaluation
 
 
@@ -199,7 +202,11 @@ def finish_batch(batch: Batch, metrics: ClassifyMetrics) -> tuple[int, int]:
                                 version, trunc[j], (), language)
         revise_with_pair(model, list(pending.values()), metrics)  # one call for the batch
         for i, d in pending.items():
-            results[i] = dataclasses.replace(results[i], entities=d.scores(labels))
+            try:
+                results[i] = dataclasses.replace(results[i], entities=d.scores(labels))
+            except Exception:  # the document's own score still stands
+                log.exception("entity scoring failed for one document")
+                metrics.item_errors.labels(reason="entity_error").inc()
         real, slots = int(lengths[ok].sum()), len(ok) * int(lengths[ok].max())
         metrics.padding_ratio.observe(1.0 - real / slots)
         metrics.batch_tokens.observe(slots)

@@ -346,3 +346,57 @@ def test_a_pair_file_of_the_wrong_kind_or_size_is_refused(en_trained, tmp_path):
     (folder / PAIR_CONFIG_FILE).write_text(json.dumps({**raw, "kind": "stance"}))
     with pytest.raises(ValueError, match="kind 'stance'"):
         SentimentModel.from_checkpoint(folder, device="cpu", backend="fp32")
+
+
+def test_batched_documents_get_exactly_their_own_pairs_back(en_trained, trained):
+    """Several documents of different lengths (one with nothing to pass between others) in
+    one call: each gets what its own pairs give, computed here unsorted and by hand."""
+    from models.sentiment import SentimentModel
+
+    en = SentimentModel.from_checkpoint(en_trained, device="cpu", backend="fp32").entity_pair
+    docs = [("Acme Corporation sues Beta over a very long patent dispute", [[(0, 16)], [(22, 26)]]),
+            ("Gamma rises", [[(0, 5)]]),  # one entity: no pass
+            ("Delta misses; Epsilon Holdings International gains", [[(0, 5)], [(14, 44)]])]
+    rng = np.random.default_rng(5)
+    ents = [rng.dirichlet([1, 1, 1], size=len(sp)).astype(np.float32) for _, sp in docs]
+    doc_p = np.array([0.5, 0.3, 0.2], np.float32)
+    got = en.score_documents([(t, sp, doc_p, e) for (t, sp), e in zip(docs, ents, strict=True)],
+                             LABELS)
+    for (text, sp), e, (probs, rows) in zip(docs, ents, got, strict=True):
+        if len(sp) < 2:
+            assert rows.tolist() == [] and np.array_equal(probs, e)
+            continue
+        want = mix_probs(e, en.probs(en.pairs_of(text, sp, range(len(sp)))), en.cfg.mix)
+        assert rows.tolist() == list(range(len(sp)))
+        np.testing.assert_allclose(probs, want, atol=1e-5)
+
+    zh = SentimentModel.from_checkpoint(trained[0], device="cpu", backend="fp32").entity_pair
+    zh.cfg.mix, zh.cfg.threshold = 0.5, 0.3
+    zdocs = [("甲公司逾期，乙银行回应", [[(0, 3)], [(6, 9)]], np.array([0.9, 0.05, 0.05], np.float32)),
+             ("丙平台发布公告", [[(0, 3)]], np.array([0.01, 0.9, 0.09], np.float32)),  # no pass
+             ("丁集团被立案调查", [[(0, 3)]], np.array([0.8, 0.1, 0.1], np.float32))]
+    heads = [np.tile(np.array([[0.6, 0.3, 0.1]], np.float32), (len(sp), 1)) for _, sp, _ in zdocs]
+    got = zh.score_documents([(t, sp, d, h) for (t, sp, d), h in zip(zdocs, heads, strict=True)],
+                             LABELS)
+    for (text, sp, d), h, (probs, _) in zip(zdocs, heads, got, strict=True):
+        rows = np.arange(len(sp))
+        need = np.flatnonzero(could_pass(h[:, NEG], float(d[NEG]), zh.cfg))
+        key = np.ones(len(sp), np.float32)
+        if len(need):
+            key[need] = zh.key_probs(zh.pairs_of(text, sp, need.tolist()))
+        np.testing.assert_allclose(probs, apply_pair(h, float(d[NEG]), key, rows, zh.cfg, LABELS),
+                                   atol=1e-5)
+
+
+def test_the_merged_encoder_shares_only_what_the_update_leaves_alone(en_trained):
+    from models.sentiment import SentimentModel
+
+    model = SentimentModel.from_checkpoint(en_trained, device="cpu", backend="fp32")
+    doc, pair = model.network.encoder, model.entity_pair.encoder
+    assert pair.embeddings.word_embeddings.weight is doc.embeddings.word_embeddings.weight
+    changed = [n for n, p in pair.named_parameters()
+               if p is not dict(doc.named_parameters())[n]]
+    assert changed and all("word_embeddings" not in n for n in changed)
+    before = model.predict(["Acme sues Beta"])[0].probabilities
+    _ = model.predict_entities(["Acme sues Beta"], [[[(0, 4)], [(10, 14)]]])  # pair passes
+    assert model.predict(["Acme sues Beta"])[0].probabilities == before  # nothing wrote it
