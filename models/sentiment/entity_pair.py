@@ -16,9 +16,9 @@ the text around its first mention [SEP]``, lets attention condition on the entit
 window reaches mentions past the document's ``max_length``.
 
 A ``subject`` pair costs one extra forward pass per entity, so it runs only where it can
-change a label: an entity's negative score is ``head_neg ** a * (doc_neg * key) ** (1 - a)`` (``key``: the pair
-model's probability that the entity is the negative's subject), which cannot pass the
-threshold when ``head_neg ** a * doc_neg ** (1 - a)`` does not; those entities (all of a
+change a label: an entity's negative score is ``head_neg ** a * (doc_neg * key) ** (1 - a)``
+(``key``: the pair model's probability that the entity is the negative's subject), which
+cannot pass the threshold when ``head_neg ** a * doc_neg ** (1 - a)`` does not; those entities (all of a
 non-negative text's, typically) are decided not negative with no pair pass. ``a`` and the
 threshold are chosen on the dev split and saved with the weights. A ``sentiment`` pair runs
 for every linked entity of a text with at least ``min_entities`` of them and its

@@ -105,17 +105,6 @@ def batch_texts(batch: Batch) -> list[str]:
             for r in rows.tolist()]
 
 
-def entity_scores(model: SentimentModel, text: str, spans: EntitySpans, hidden_row: np.ndarray,
-                  length: int, doc_probs: np.ndarray, metrics: ClassifyMetrics | None = None
-                  ) -> tuple[EntityScore, ...]:
-    """Per-entity scores of one document (:func:`head_entity_scores`, then
-    :func:`revise_with_pair`); the worker does the same for a whole batch at once."""
-    doc = PendingEntities(text, spans, doc_probs,
-                          *head_entity_scores(model, text, spans, hidden_row, length))
-    revise_with_pair(model, [doc], metrics)
-    return doc.scores(model.labels)
-
-
 @dataclass
 class PendingEntities:
     """One document's per-entity probabilities between the head and the pair step."""
