@@ -69,15 +69,18 @@ class Pair:
 
 def build_pairs(docs: list[NewsDoc], cfg: PairConfig, normalize, negative_only: bool
                 ) -> list[Pair]:
-    """One pair per listed entity with an uncovered mention (as the linker passes it)."""
+    """One pair per listed entity with an uncovered mention (as the linker passes it), its
+    window built as serving builds it (``EntityPairScorer.pairs_of``)."""
     out = []
     for i, d in enumerate(docs):
         if negative_only and not d.negative:
             continue
+        spans = {ent: uncovered_spans(d.text, ent, d.entities) for ent in d.entities}
         for ent in d.entities:
-            spans = uncovered_spans(d.text, ent, d.entities)
-            if spans:
-                out.append(Pair(i, ent, pair_window(d.text, spans[0][0], cfg, normalize),
+            if spans[ent]:
+                others = [x for o in d.entities if o != ent for x in spans[o]]
+                out.append(Pair(i, ent, pair_window(d.text, spans[ent][0][0], cfg, normalize,
+                                                    (spans[ent], others)),
                                 int(d.negative and ent in d.key_entities)))
     return out
 
@@ -224,8 +227,8 @@ def entity_rows(model, docs: list[NewsDoc], scorer: EntityPairScorer
         doc_p, ent_p = model.predict_entities([d.text for d in docs], spans)
     finally:
         model.entity_pair = pair_model
-    key = scorer.key_probs([(ent, pair_window(docs[i].text, start, scorer.cfg, scorer.normalize))
-                            for i, ent, _, start in where])
+    key = scorer.key_probs([scorer.pairs_of(docs[i].text, spans[i], [j])[0]
+                            for i, _, j, _ in where])
     rows = np.array([[ent_p[i][j][neg], doc_p[i][neg], key[n],
                       float(docs[i].negative and ent in docs[i].key_entities)]
                      for n, (i, ent, j, _) in enumerate(where)], dtype=np.float64)
@@ -355,6 +358,9 @@ def main() -> None:
         epochs: Annotated[float, typer.Option()] = 2.0,
         lr: Annotated[float, typer.Option()] = 4e-5,
         rank: Annotated[int, typer.Option(help="rank of each stored weight difference")] = 64,
+        markers: Annotated[bool, typer.Option(help="mark the entity's and the other linked "
+                                                   "entities' mentions in the window")] = False,
+        seed: Annotated[int, typer.Option()] = 0,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
         max_docs: Annotated[int | None, typer.Option(help="cap items per source (smoke)")] = None,
         shipped: Annotated[Path | None, typer.Option(help="also write the files into this "
@@ -368,8 +374,8 @@ def main() -> None:
             if shipped is not None:
                 check_shipped(checkpoint, shipped)
             result = run(checkpoint, data_dir, PairTrain(epochs=epochs, lr=lr, threads=threads,
-                                                         max_docs=max_docs),
-                         PairConfig(rank=rank))
+                                                         max_docs=max_docs, seed=seed),
+                         PairConfig(rank=rank, markers=markers))
             if shipped is not None:
                 record_shipped(checkpoint, shipped)
         except (DataError, FileNotFoundError, ValueError, ShipError) as e:

@@ -63,6 +63,7 @@ class PairConfig:
     base_version: str = ""  # the document model whose encoder the update applies to
     kind: str = "subject"  # subject: 2-way "is the negative about it"; sentiment: 3-way label
     min_entities: int = 2  # sentiment: texts naming fewer linked entities keep the head's
+    markers: bool = False  # in the window: the entity's mentions in « », the others' in 〈 〉
     training: dict = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> Path:
@@ -80,11 +81,28 @@ class PairConfig:
 
 
 def pair_window(text: str, start: int, cfg: PairConfig,
-                normalize: Callable[[str], str]) -> str:
+                normalize: Callable[[str], str],
+                marks: tuple[Sequence[tuple[int, int]], Sequence[tuple[int, int]]] = ((), ())
+                ) -> str:
     """The text the pair model reads for a mention starting at ``start`` (shared by training
-    and serving): ``window`` characters from ``before`` ahead of it, normalised."""
+    and serving): ``window`` characters from ``before`` ahead of it, normalised. With
+    ``cfg.markers``, ``marks`` = (the entity's mention spans, the other linked entities'):
+    typed markers around each mention inside the window, so the model sees which names are
+    this entity and which are the others (a custodian bank beside a failing platform)."""
     s = max(0, start - cfg.before)
-    return normalize(text[s : s + cfg.window])
+    e = s + cfg.window
+    if not cfg.markers:
+        return normalize(text[s:e])
+    cuts = sorted([(a, b, "«", "»") for a, b in marks[0] if s <= a and b <= e]
+                  + [(a, b, "〈", "〉") for a, b in marks[1] if s <= a and b <= e])
+    out, at = [], s
+    for a, b, left, right in cuts:
+        if a < at:  # overlaps a mention already marked: leave it unmarked
+            continue
+        out += [text[at:a], left, text[a:b], right]
+        at = b
+    out.append(text[at:e])
+    return normalize("".join(out))
 
 
 def mixed_negative(head_neg: np.ndarray, doc_neg: np.ndarray, key: np.ndarray,
@@ -254,9 +272,12 @@ class EntityPairScorer:
 
     def pairs_of(self, text: str, spans: Sequence[Sequence[tuple[int, int]]],
                  rows: Sequence[int]) -> list[tuple[str, str]]:
-        """(entity as written at its first mention, window around it) of entities ``rows``."""
+        """(entity as written at its first mention, window around it) of entities ``rows``
+        (``spans``: every linked entity's mentions, the others' marked too with markers)."""
         return [(text[spans[r][0][0]:spans[r][0][1]],
-                 pair_window(text, spans[r][0][0], self.cfg, self.normalize)) for r in rows]
+                 pair_window(text, spans[r][0][0], self.cfg, self.normalize,
+                             (spans[r], [x for j, sp in enumerate(spans) if j != r for x in sp])))
+                for r in rows]
 
     def score_document(self, text: str, spans: Sequence[Sequence[tuple[int, int]]],
                        doc_probs: np.ndarray, ent_probs: np.ndarray,

@@ -91,6 +91,40 @@ def test_the_window_starts_before_the_mention_and_is_normalised():
     assert w.startswith("告称,某某银行") and len(w) == 10
 
 
+def test_markers_wrap_the_entity_and_the_others_inside_the_window_only():
+    cfg = PairConfig(window=14, before=2, markers=True)
+    text = "公告：甲银行称乙平台逾期，乙平台回应，丙公司"
+    a, b, c = text.find("甲银行"), text.find("乙平台"), text.find("丙公司")
+    target = [(b, b + 3), (text.find("乙平台", b + 1), text.find("乙平台", b + 1) + 3)]
+    w = pair_window(text, b, cfg, lambda s: s, (target, [(a, a + 3), (c, c + 3)]))
+    # 甲银行 starts before the window, 丙公司 lies past it: neither is marked
+    assert w == "行称«乙平台»逾期，«乙平台»回应，"
+    assert pair_window(text, b, PairConfig(window=14, before=2), lambda s: s,
+                       (target, [(a, a + 3)])) == text[b - 2 : b + 12]  # off: plain window
+
+
+def test_markers_skip_a_mention_overlapping_one_already_marked():
+    cfg = PairConfig(window=20, before=0, markers=True)
+    text = "中国平安银行公告"
+    w = pair_window(text, 0, cfg, lambda s: s, ([(2, 6)], [(0, 4)]))
+    assert w == "〈中国平安〉银行公告"
+
+
+def test_training_pairs_are_built_as_serving_builds_them(tmp_path, tiny_base):
+    """Same window for the same entity, from build_pairs (training) and pairs_of (serving)."""
+    from models.finetune.sources_zh import uncovered_spans
+
+    cfg = PairConfig(markers=True)
+    doc = NewsDoc("众车在线逾期，托管银行甲银行回应，众车在线称", ("众车在线", "甲银行"),
+                  frozenset({"众车在线"}), True, 0)
+    rows = build_pairs([doc], cfg, lambda s: s, negative_only=True)
+    scorer = EntityPairScorer.__new__(EntityPairScorer)
+    scorer.cfg, scorer.normalize = cfg, lambda s: s
+    spans = [uncovered_spans(doc.text, e, doc.entities) for e in doc.entities]
+    assert [(r.entity, r.window) for r in rows] == scorer.pairs_of(doc.text, spans, [0, 1])
+    assert rows[0].window.count("«众车在线»") == 2 and "〈甲银行〉" in rows[0].window
+
+
 def test_pairs_come_from_negative_items_and_skip_covered_mentions():
     docs = [NewsDoc("众车在线逾期，众车在线的托管银行甲银行回应", ("众车", "众车在线", "甲银行"),
                     frozenset({"众车在线"}), True, 0),
