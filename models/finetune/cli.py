@@ -154,7 +154,7 @@ def eval_cmd(
     label_col: Annotated[str, typer.Option()] = "label",
     label_map: Annotated[str | None, typer.Option(help=LABEL_MAP_HELP)] = None,
     output: Annotated[Path | None, typer.Option(help="write metrics JSON here")] = None,
-    backend: Annotated[str, typer.Option(help="auto | fp32 | int8 | onnx | onnx-int8")] = "fp32",
+    backend: Annotated[str, typer.Option(help="auto | fp32 | int8 | onnx | onnx-int8 | onnx-int8-ffn")] = "fp32",
     device: Annotated[str, typer.Option()] = "auto",
     batch_size: Annotated[int, typer.Option()] = 64,
 ) -> None:
@@ -236,7 +236,7 @@ def classify_cmd(
     registry: Annotated[
         Path, typer.Option(help="registry for the production models")
     ] = DEFAULT_REGISTRY,
-    backend: Annotated[str, typer.Option(help="auto | fp32 | int8 | onnx | onnx-int8 (CPU)")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto | fp32 | int8 | onnx | onnx-int8 | onnx-int8-ffn (CPU)")] = "auto",
     device: Annotated[str, typer.Option()] = "auto",
     batch_size: Annotated[int, typer.Option()] = 64,
     languages: Annotated[str | None, typer.Option(

@@ -140,8 +140,8 @@ def record_shipped(shipped: Path, backend: str | None, result: dict) -> None:
 def main() -> None:
     def cli(
         checkpoint: Annotated[Path, typer.Option(help="checkpoint folder (e.g. a registry version)")],
-        backend: Annotated[str, typer.Option(help="the backend to measure: int8 | onnx-int8 | onnx")]
-        = "onnx-int8",
+        backend: Annotated[str, typer.Option(help="the backend to measure: int8 | onnx-int8 | "
+                                                   "onnx-int8-ffn | onnx")] = "onnx-int8",
         data_dir: Annotated[Path, typer.Option(help="shared data folder")] = Path("../shared/data"),
         tolerance: Annotated[float, typer.Option(help="largest allowed fall of any figure")]
         = TOLERANCE,

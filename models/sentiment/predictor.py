@@ -72,8 +72,8 @@ class SentimentModel:
     def from_checkpoint(
         cls, path: str | Path, device: str = "auto", backend: str = "auto"
     ) -> SentimentModel:
-        """Load a checkpoint folder. ``backend``: auto|fp32|int8|onnx|onnx-int8 (CPU only; CUDA
-        always runs the torch model in bf16 autocast)."""
+        """Load a checkpoint folder. ``backend``: auto|fp32|int8|onnx|onnx-int8|onnx-int8-ffn
+        (CPU only; CUDA always runs the torch model in bf16 autocast)."""
         from models.sentiment.entities import EntityHead
         from models.sentiment.entity_pair import EntityPairScorer
 

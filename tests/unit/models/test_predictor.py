@@ -3,6 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 
 from models.sentiment import Encoded, Prediction
 
@@ -68,7 +69,7 @@ def test_encode_is_thread_safe(untrained):
         assert np.array_equal(o.input_ids, ref.input_ids) and np.array_equal(o.lengths, ref.lengths)
 
 
-@pytest.mark.parametrize("backend", ["int8", "onnx", "onnx-int8"])
+@pytest.mark.parametrize("backend", ["int8", "onnx", "onnx-int8", "onnx-int8-ffn"])
 def test_cpu_backends_agree_with_fp32(backend, untrained):
     from models.sentiment.cpu_backends import build_cpu_backend
 
@@ -79,8 +80,8 @@ def test_cpu_backends_agree_with_fp32(backend, untrained):
     if runner is None:
         pytest.skip(reason=f"{backend} backend unavailable on this host")
     got = runner(enc.input_ids, enc.attention_mask)
-    np.testing.assert_allclose(got, ref, atol=0.05 if backend.endswith("int8") else 1e-4)
-    if backend == "onnx-int8":  # really quantised: not the fp32 graph under another name
+    np.testing.assert_allclose(got, ref, atol=0.05 if "int8" in backend else 1e-4)
+    if backend.startswith("onnx-int8"):  # really quantised: not the fp32 graph renamed
         assert np.abs(got - ref).max() > 1e-6
 
 
@@ -129,3 +130,68 @@ def test_a_failed_quantisation_serves_the_fp32_onnx_graph(untrained, monkeypatch
         assert untrained.forward(enc).shape == (1, 3)
     finally:
         untrained.set_backend("fp32")
+
+
+def test_the_onnx_export_traces_the_network_in_place_and_leaves_it_as_it_was(untrained, tmp_path):
+    """No copy of the network (worker peak RSS): the export must not change its weights or
+    mode, and the graph must still match it."""
+    from models.sentiment import cpu_backends
+
+    if not cpu_backends.onnx_available():
+        pytest.skip(reason="onnx backend unavailable on this host")
+    net = untrained.network
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    try:
+        cpu_backends.export_onnx(net, str(tmp_path / "m.onnx"), untrained.max_length)
+        assert net.training  # mode restored
+    finally:
+        net.eval()
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    enc = untrained.encode(["shares plunge after profit warning", "record revenue"])
+    logits = sess.run(["logits"], {"input_ids": enc.input_ids,
+                                   "attention_mask": enc.attention_mask})[0]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(e / e.sum(1, keepdims=True), untrained.forward(enc), atol=1e-4)
+
+
+def test_ffn_only_quantisation_keeps_attention_fp32(untrained, tmp_path):
+    """onnx-int8-ffn: int8 for each layer's two feed-forward MatMuls, none of the others."""
+    import onnx
+
+    from models.sentiment import cpu_backends
+
+    if not cpu_backends.onnx_available():
+        pytest.skip(reason="onnx backend unavailable on this host")
+    src, dst = str(tmp_path / "m.onnx"), str(tmp_path / "q.onnx")
+    cpu_backends.export_onnx(untrained.network, src, untrained.max_length)
+    cpu_backends.quantize_onnx_int8(src, dst, ffn_only=True)
+    nodes = onnx.load(dst).graph.node
+    layers = untrained.network.encoder.config.num_hidden_layers
+    left = [n.name for n in nodes if n.op_type == "MatMul"]
+    assert len([n for n in left if cpu_backends.ffn_matmul(n)]) == 0
+    assert len([n for n in left if "/attention/" in n]) == 6 * layers  # q k v, 2 scores, out
+    assert len(left) < len([n for n in onnx.load(src).graph.node if n.op_type == "MatMul"])
+    assert cpu_backends.pick_cpu_backend("onnx-int8-ffn") == "onnx-int8-ffn"
+
+
+def test_ffn_only_quantisation_refuses_a_graph_without_feed_forward_layers(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from models.sentiment import cpu_backends
+
+    if not cpu_backends.onnx_available():
+        pytest.skip(reason="onnx backend unavailable on this host")
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [1.0, 0.0, 0.0, 1.0])
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="/head/MatMul")],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    onnx.save(helper.make_model(g), str(tmp_path / "m.onnx"))
+    with pytest.raises(ValueError, match="no feed-forward MatMul"):
+        cpu_backends.quantize_onnx_int8(str(tmp_path / "m.onnx"), str(tmp_path / "q.onnx"),
+                                        ffn_only=True)
