@@ -168,7 +168,10 @@ class EgressPolicy:
 
 
 def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "http://[": an unclosed IPv6 bracket
+        raise WebhookTargetRefused(f"webhook URL is not a valid URL: {exc}") from exc
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
         raise WebhookTargetRefused(f"webhook URL has no host: {url!r}")
