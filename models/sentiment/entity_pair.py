@@ -274,9 +274,13 @@ class EntityPairScorer:
                  rows: Sequence[int]) -> list[tuple[str, str]]:
         """(entity as written at its first mention, window around it) of entities ``rows``
         (``spans``: every linked entity's mentions, the others' marked too with markers)."""
+        def marks(r: int) -> tuple:
+            if not self.cfg.markers:  # the shipped models: no per-entity span lists built
+                return ((), ())
+            return spans[r], [x for j, sp in enumerate(spans) if j != r for x in sp]
+
         return [(text[spans[r][0][0]:spans[r][0][1]],
-                 pair_window(text, spans[r][0][0], self.cfg, self.normalize,
-                             (spans[r], [x for j, sp in enumerate(spans) if j != r for x in sp])))
+                 pair_window(text, spans[r][0][0], self.cfg, self.normalize, marks(r)))
                 for r in rows]
 
     def score_document(self, text: str, spans: Sequence[Sequence[tuple[int, int]]],

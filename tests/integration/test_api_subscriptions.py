@@ -135,6 +135,10 @@ async def test_validation_errors_name_the_field(ctx):
         assert r.status_code == 422, body
         locs = [".".join(str(p) for p in e["loc"]) for e in r.json()["detail"]]
         assert any(field in loc for loc in locs), (field, locs)
+    # the schema's pattern lets "http://[" through; the egress check refuses it (was a 500)
+    r = await client.post("/v1/subscriptions", headers=h, json={
+        **BODY, "channel": {"type": "webhook", "url": "http://[", "secret": SECRET}})
+    assert r.status_code == 422 and "not a valid URL" in r.json()["detail"]
     r = await client.post("/v1/subscriptions", headers=h,
                           json={**BODY, "filters": {"entities": ["AAPL", "ZZZZQ"]}})
     assert r.status_code == 400 and "unknown entity 'ZZZZQ'" in r.json()["detail"]
